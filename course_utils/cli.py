@@ -1,0 +1,215 @@
+"""The ``course`` command: doctor, reset, run, lab, services, and the set-up steps.
+
+Every failure prints one line naming the problem and the fix, and exits non-zero,
+instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from course_utils.config import LOOPBACK, PROFILES, Settings, load_settings
+
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from course_utils.datasets import DatasetError
+    from course_utils.jars import JarCacheError
+    from course_utils.labs import LabSourceError
+    from course_utils.lesson import UnknownLessonError
+    from course_utils.ports import PortInUseError
+    from course_utils.runner import NotebookPathError
+    from course_utils.services import ServiceError
+    from course_utils.spark import JavaError
+
+    return (
+        DatasetError,
+        JarCacheError,
+        LabSourceError,
+        UnknownLessonError,
+        PortInUseError,
+        NotebookPathError,
+        ServiceError,
+        JavaError,
+        ValueError,
+    )
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.doctor import format_results, run_doctor
+    from course_utils.services import MLFLOW, status, stop
+
+    server_was_running = status(MLFLOW, settings).running
+    try:
+        results = run_doctor(settings)
+    finally:
+        if not server_was_running:
+            stop(MLFLOW, settings)  # the doctor leaves the machine as it found it
+    print(format_results(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.lesson import Lesson, validate_lesson_name
+    from course_utils.services import MLFLOW, stop
+
+    if args.lesson:
+        validate_lesson_name(args.lesson, settings)
+        Lesson(name=args.lesson, params={}, settings=settings).reset()
+        print(f"Reset lesson {args.lesson}: its folder, results, MLflow runs and registered models are gone.")
+        return 0
+    stop(MLFLOW, settings)
+    stop("jupyterlab", settings)
+    shutil.rmtree(settings.workspace, ignore_errors=True)
+    print(f"Reset the whole workspace ({settings.workspace}); datasets and the jar cache are kept.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.runner import collect_notebooks, run_notebooks
+    from course_utils.services import MLFLOW, status, stop
+
+    collect_notebooks(args.paths, settings)  # fail fast on a bad path, before anything runs
+    server_was_running = status(MLFLOW, settings).running
+    try:
+        runs = run_notebooks(args.paths, settings)
+    finally:
+        if not server_was_running:
+            stop(MLFLOW, settings)  # leave the machine as we found it
+    failed = [r for r in runs if r.status != "passed"]
+    print(f"{len(runs) - len(failed)} passed, {len(failed)} failed; report: {settings.build / 'run-report.json'}")
+    return 1 if failed else 0
+
+
+def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.services import MLFLOW, start_tracking_server, status, stop
+
+    if args.action == "up":
+        if not settings.uses_own_tracking_server:
+            print(f"MLFLOW_TRACKING_URI is set ({settings.tracking_uri}): nothing to start.")
+            return 0
+        state = start_tracking_server(settings)
+        print(f"MLflow tracking server: {state.url} (pid {state.pid}, log {state.log})")
+    elif args.action == "down":
+        for name in (MLFLOW, "jupyterlab"):
+            print(f"{name}: {'stopped' if stop(name, settings) else 'was not running (by our pid file)'}")
+    else:
+        for name in (MLFLOW, "jupyterlab"):
+            state = status(name, settings)
+            print(f"{name}: {'running at ' + str(state.url) + f' (pid {state.pid})' if state.running else 'not running'}")
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.ports import free_port
+    from course_utils.services import ensure_tracking_server, start_process
+
+    uri = ensure_tracking_server(settings)
+    port = args.port or free_port()
+    token = os.environ.get("JUPYTER_TOKEN") or os.urandom(16).hex()
+    url = f"http://{LOOPBACK}:{port}/lab?token={token}"
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.ip={LOOPBACK}", f"--ServerApp.port={port}",
+        f"--ServerApp.root_dir={settings.root}", f"--IdentityProvider.token={token}",
+    ]
+    start_process("jupyterlab", command, port, url, settings, env={"MLFLOW_TRACKING_URI": uri})
+    print(f"MLflow UI:   {uri}\nJupyterLab:  {url}\nStop both with `.venv/bin/course services down`.")
+    return 0
+
+
+def cmd_fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.jars import fetch_jars
+
+    for path in fetch_jars(settings.jar_cache):
+        print(f"cached {path.relative_to(settings.root)}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.datasets import generate, verify
+
+    folder = settings.datasets / "generated" / args.profile
+    if args.action == "verify":
+        verify(args.profile, folder, settings.datasets)
+        print(f"datasets ({args.profile}) match the manifest")
+        return 0
+    if folder.exists() and not args.force:
+        try:
+            verify(args.profile, folder, settings.datasets)
+            print(f"datasets ({args.profile}) already generated and verified; --force regenerates")
+            return 0
+        except Exception as error:  # noqa: BLE001 - regenerate below, saying why
+            print(f"regenerating: {error}")
+    generate(args.profile, folder)
+    verify(args.profile, folder, settings.datasets)
+    print(f"generated datasets ({args.profile}) in {folder.relative_to(settings.root)}")
+    return 0
+
+
+def cmd_labs(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.labs import build_labs, stale_labs
+
+    if args.action == "build":
+        for path in build_labs(settings.notebooks):
+            print(f"wrote {path.relative_to(settings.root)}")
+        return 0
+    stale = stale_labs(settings.notebooks)
+    for path in stale:
+        print(f"out of date: {path.relative_to(settings.root)}")
+    print("labs are up to date" if not stale else "run `.venv/bin/course labs build`")
+    return 1 if stale else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description="The ML-in-Production course workspace.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="check Java, Spark + Delta, MLflow, ports and disk").set_defaults(func=cmd_doctor)
+    reset = sub.add_parser("reset", help="reset one lesson, or the whole workspace")
+    reset.add_argument("lesson", nargs="?", help="lesson name, e.g. 01a_delta_lake (default: everything)")
+    reset.set_defaults(func=cmd_reset)
+    run = sub.add_parser("run", help="execute notebooks in course order into build/executed/")
+    run.add_argument("paths", nargs="*", type=Path, help="notebooks or folders (default: all)")
+    run.set_defaults(func=cmd_run)
+    lab = sub.add_parser("lab", help="start the MLflow server and JupyterLab on 127.0.0.1")
+    lab.add_argument("--port", type=int, default=None, help="JupyterLab port (default: a free one)")
+    lab.set_defaults(func=cmd_lab)
+    services = sub.add_parser("services", help="start, stop or show the background services")
+    services.add_argument("action", choices=["up", "down", "status"])
+    services.set_defaults(func=cmd_services)
+    sub.add_parser("fetch-jars", help="fetch the Delta jars into .cache/jars (set-up)").set_defaults(func=cmd_fetch_jars)
+    datasets = sub.add_parser("datasets", help="generate or verify the course datasets")
+    datasets.add_argument("action", choices=["generate", "verify"])
+    datasets.add_argument("--profile", choices=PROFILES, default=None)
+    datasets.add_argument("--force", action="store_true", help="regenerate even when verified")
+    datasets.set_defaults(func=cmd_datasets)
+    labs = sub.add_parser("labs", help="build lab notebooks from solutions, or check they are current")
+    labs.add_argument("action", choices=["build", "check"])
+    labs.set_defaults(func=cmd_labs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``course`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if getattr(args, "profile", "unset") is None:
+            args.profile = settings.profile
+        return int(args.func(args, settings))
+    except _expected_errors() as error:
+        print(f"course {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except subprocess.CalledProcessError as error:
+        print(f"course {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Where everything lives, and which versions the course is pinned to.
+
+One place for paths and settings. Everything is read from environment variables with
+local defaults, so the same notebooks run on a laptop or, by configuration, against a
+Spark cluster and a remote MLflow server:
+
+- ``COURSE_WORKSPACE``      root of all state (default ``<repo>/workspace``)
+- ``COURSE_SPARK_MASTER``   Spark master URL (default ``local[2]``)
+- ``MLFLOW_TRACKING_URI``   a tracking server to use instead of the course's own
+- ``COURSE_MLFLOW_PORT``    port of the course's own tracking server (default 5005)
+- ``COURSE_PROFILE``        data size profile, ``ci`` or ``full`` (default ``ci``)
+
+Example:
+    >>> settings = load_settings()
+    >>> settings.workspace.name
+    'workspace'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+# Delta's jars must match the delta-spark Python package in requirements.lock.
+DELTA_VERSION = "4.4.0"
+SPARK_MINOR = "4.1"
+SCALA_BINARY = "2.13"
+DELTA_JARS: tuple[str, ...] = (
+    f"io.delta:delta-spark_{SPARK_MINOR}_{SCALA_BINARY}:{DELTA_VERSION}",
+    f"io.delta:delta-storage:{DELTA_VERSION}",
+)
+MIN_JAVA = 17
+KERNEL_NAME = "ml-in-production"
+PROFILES = ("ci", "full")
+DEFAULT_MLFLOW_PORT = 5005
+LOOPBACK = "127.0.0.1"
+
+
+def repo_root() -> Path:
+    """The repository checkout that holds this package (installed editable)."""
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved paths and settings for one process."""
+
+    root: Path
+    workspace: Path
+    spark_master: str
+    mlflow_port: int
+    external_tracking_uri: str | None
+    profile: str
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def jar_cache(self) -> Path:
+        return self.root / ".cache" / "jars"
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and logs of the services course_utils starts."""
+        return self.workspace / "run"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.workspace / "mlflow"
+
+    @property
+    def results_dir(self) -> Path:
+        """Values each lesson records for the tests (one JSON file per lesson)."""
+        return self.workspace / "results"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.external_tracking_uri or f"http://{LOOPBACK}:{self.mlflow_port}"
+
+    @property
+    def uses_own_tracking_server(self) -> bool:
+        return self.external_tracking_uri is None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment (or from ``environ`` in tests)."""
+    env = os.environ if environ is None else environ
+    root = repo_root()
+    profile = env.get("COURSE_PROFILE", "ci")
+    if profile not in PROFILES:
+        raise ValueError(
+            f"COURSE_PROFILE={profile!r} is not a data profile; use one of {', '.join(PROFILES)}."
+        )
+    port_text = env.get("COURSE_MLFLOW_PORT", str(DEFAULT_MLFLOW_PORT))
+    if not port_text.isdigit() or not 1024 <= int(port_text) <= 65535:
+        raise ValueError(
+            f"COURSE_MLFLOW_PORT={port_text!r} is not a usable port; give a number from 1024 to 65535."
+        )
+    workspace = Path(env.get("COURSE_WORKSPACE", root / "workspace")).expanduser().resolve()
+    return Settings(
+        root=root,
+        workspace=workspace,
+        spark_master=env.get("COURSE_SPARK_MASTER", "local[2]"),
+        mlflow_port=int(port_text),
+        external_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+        profile=profile,
+    )

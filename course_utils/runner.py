@@ -1,0 +1,195 @@
+"""Execute notebooks headless with papermill, in course order, and measure each one.
+
+``course run [paths...]`` writes executed copies to ``build/executed/`` and a report to
+``build/run-report.json``: status, seconds and peak memory per notebook, with the
+Python kernel and the JVM that Spark starts counted separately.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import psutil
+
+from course_utils.config import KERNEL_NAME, Settings, load_settings
+
+MB = 1024 * 1024
+
+
+class NotebookPathError(ValueError):
+    """A path given to ``course run`` is not a notebook or a folder of notebooks."""
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of executing one notebook."""
+
+    notebook: str
+    status: str  # "passed" or "failed"
+    seconds: float
+    peak_python_mb: float
+    peak_jvm_mb: float
+    peak_total_mb: float
+    output: str
+    error: str | None = None
+
+
+def is_runnable_notebook(path: Path) -> bool:
+    """Lesson and solution notebooks run; generated labs (with FILL_IN gaps) and checkpoints do not."""
+    return path.suffix == ".ipynb" and "labs" not in path.parts and ".ipynb_checkpoints" not in path.parts
+
+
+def collect_notebooks(paths: Iterable[Path], settings: Settings) -> list[Path]:
+    """Expand folders, validate files, and sort everything in course order (by numbered path)."""
+    given = list(paths) or [settings.notebooks]
+    found: list[Path] = []
+    for path in given:
+        path = path.resolve()
+        if path.is_dir():
+            found.extend(p for p in path.rglob("*.ipynb") if is_runnable_notebook(p.relative_to(path.parent)))
+        elif path.is_file() and path.suffix == ".ipynb":
+            found.append(path)
+        elif path.exists():
+            raise NotebookPathError(f"{path} is not a notebook (.ipynb): give notebooks or folders of notebooks.")
+        else:
+            raise NotebookPathError(
+                f"{path} does not exist: give a notebook or folder such as notebooks/00_intro "
+                "(paths are relative to the current directory)."
+            )
+    if not found:
+        raise NotebookPathError(f"No runnable notebooks under {', '.join(map(str, given))}.")
+    return sorted(set(found), key=lambda p: _course_order_key(p, settings))
+
+
+def _course_order_key(path: Path, settings: Settings) -> tuple[str, ...]:
+    try:
+        relative = path.relative_to(settings.notebooks)
+    except ValueError:
+        relative = path
+    # Lessons before solutions within a module; otherwise alphabetical = numbered order.
+    return tuple(("~" + part) if part == "solutions" else part for part in relative.parts)
+
+
+class PeakMemory:
+    """Samples the RSS of this process's children (kernel + JVM) in a background thread."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        self.interval_s = interval_s
+        self.python_mb = 0.0
+        self.jvm_mb = 0.0
+        self.total_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample_until_stopped(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            python_bytes = jvm_bytes = 0
+            for child in me.children(recursive=True):
+                try:
+                    rss = child.memory_info().rss
+                    if "java" in child.name():
+                        jvm_bytes += rss
+                    else:
+                        python_bytes += rss
+                except psutil.Error:
+                    continue
+            self.python_mb = max(self.python_mb, python_bytes / MB)
+            self.jvm_mb = max(self.jvm_mb, jvm_bytes / MB)
+            self.total_mb = max(self.total_mb, (python_bytes + jvm_bytes) / MB)
+            self._stop.wait(self.interval_s)
+
+
+def executed_path(notebook: Path, settings: Settings) -> Path:
+    """Where the executed copy of ``notebook`` goes under ``build/executed/``."""
+    try:
+        relative = notebook.relative_to(settings.notebooks)
+    except ValueError:
+        relative = Path(notebook.name)
+    return settings.build / "executed" / relative
+
+
+def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] | None = None) -> NotebookRun:
+    """Execute one notebook with papermill in its own folder; never raises for a failing cell."""
+    import papermill
+
+    output = executed_path(notebook, settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    error: str | None = None
+    with PeakMemory() as memory:
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters or {},
+                kernel_name=KERNEL_NAME,
+                cwd=str(notebook.parent),
+                progress_bar=False,
+                request_save_on_cell_execute=False,
+            )
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
+            error = f"{type(exc).__name__}: {exc}"[:4000]
+    return NotebookRun(
+        notebook=str(notebook.relative_to(settings.root) if notebook.is_relative_to(settings.root) else notebook),
+        status="failed" if error else "passed",
+        seconds=round(time.perf_counter() - started, 2),
+        peak_python_mb=round(memory.python_mb, 1),
+        peak_jvm_mb=round(memory.jvm_mb, 1),
+        peak_total_mb=round(memory.total_mb, 1),
+        output=str(output),
+        error=error,
+    )
+
+
+def run_notebooks(
+    paths: Iterable[Path], settings: Settings | None = None, parameters: dict[str, Any] | None = None
+) -> list[NotebookRun]:
+    """Run notebooks in course order and write ``build/run-report.json``."""
+    settings = settings or load_settings()
+    notebooks = collect_notebooks(paths, settings)
+    runs: list[NotebookRun] = []
+    for notebook in notebooks:
+        print(f"▶ {notebook.relative_to(settings.root) if notebook.is_relative_to(settings.root) else notebook}", flush=True)
+        run = run_notebook(notebook, settings, {"profile": settings.profile, **(parameters or {})})
+        print(
+            f"  {run.status} in {run.seconds:.1f} s, peak memory {run.peak_total_mb:.0f} MB "
+            f"(python {run.peak_python_mb:.0f} MB, JVM {run.peak_jvm_mb:.0f} MB)",
+            flush=True,
+        )
+        if run.error:
+            print(f"  {run.error.splitlines()[0] if run.error else ''}\n  see {run.output}", flush=True)
+        runs.append(run)
+    write_report(runs, settings)
+    return runs
+
+
+def write_report(runs: list[NotebookRun], settings: Settings) -> Path:
+    """Write the run report JSON and return its path."""
+    settings.build.mkdir(parents=True, exist_ok=True)
+    report = settings.build / "run-report.json"
+    report.write_text(
+        json.dumps(
+            {
+                "profile": settings.profile,
+                "passed": sum(r.status == "passed" for r in runs),
+                "failed": sum(r.status == "failed" for r in runs),
+                "notebooks": [asdict(r) for r in runs],
+            },
+            indent=2,
+        )
+    )
+    return report

@@ -1,0 +1,67 @@
+"""MLflow helpers shared by lessons: clean-up on reset and the registry round trip of `course doctor`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+logger = logging.getLogger(__name__)
+
+LESSON_TAG = "course_lesson"
+
+
+def delete_lesson_tracking(tracking_uri: str, lesson_name: str, experiment_name: str) -> dict[str, int]:
+    """Delete a lesson's runs and the registered models tagged with the lesson's name."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    deleted_runs = 0
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        page_token = None
+        while True:
+            runs = client.search_runs([experiment.experiment_id], max_results=1000, page_token=page_token)
+            for run in runs:
+                client.delete_run(run.info.run_id)
+                deleted_runs += 1
+            page_token = runs.token
+            if not page_token:
+                break
+    deleted_models = 0
+    for model in client.search_registered_models(filter_string=f"tags.{LESSON_TAG} = '{lesson_name}'"):
+        client.delete_registered_model(model.name)
+        deleted_models += 1
+    return {"runs": deleted_runs, "registered_models": deleted_models}
+
+
+def registry_round_trip(tracking_uri: str) -> str:
+    """Log a tiny pyfunc model, register it, load it by alias, then delete it; returns the model URI."""
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    class _Doubler(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input: pd.DataFrame) -> pd.Series:  # noqa: ARG002
+            return model_input["x"] * 2
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name = f"course-doctor-{uuid.uuid4().hex[:8]}"
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.set_experiment("/course/doctor")
+    try:
+        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=_Doubler(), input_example=pd.DataFrame({"x": [1.0]})
+            )
+        client.create_registered_model(name)
+        version = client.create_model_version(name=name, source=info.model_uri, run_id=run.info.run_id)
+        client.set_registered_model_alias(name, "champion", version.version)
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+        prediction = list(model.predict(pd.DataFrame({"x": [2.0]})))
+        if prediction != [4.0]:
+            raise RuntimeError(f"The registered test model predicted {prediction}, expected [4.0].")
+        client.delete_run(run.info.run_id)
+        return f"models:/{name}@champion"
+    finally:
+        if client.search_registered_models(f"name = '{name}'"):
+            client.delete_registered_model(name)

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Set up the course workspace on this machine. Idempotent: a second run skips what is done.
+#
+#   ./setup.sh                      # ci-sized datasets (default)
+#   COURSE_PROFILE=full ./setup.sh  # also the realistic-size datasets
+#
+# Needs: Python 3.11, Java 17+, and the package registries (PyPI, Maven Central) once.
+# After it, nothing is downloaded: notebooks run offline.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf '\033[31msetup.sh: %s\033[0m\n' "$*" >&2; exit 1; }
+started=$(date +%s)
+
+# 1. Java 17+ (Spark 4 needs it) -------------------------------------------------------------
+java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+command -v "$java_bin" >/dev/null 2>&1 || die "Java was not found. Spark 4 needs Java 17+:
+  Debian/Ubuntu: sudo apt-get install openjdk-17-jdk-headless
+  macOS:         brew install openjdk@17
+  conda:         conda env create -f environment.yml
+then run ./setup.sh again."
+java_version=$("$java_bin" -version 2>&1 | sed -n 's/.*version "\([0-9][0-9.]*\).*/\1/p' | head -n1)
+java_major=${java_version%%.*}
+[ "$java_major" = "1" ] && java_major=$(echo "$java_version" | cut -d. -f2)
+[ "${java_major:-0}" -ge 17 ] 2>/dev/null || die "Java ${java_version:-unknown} found; Spark 4 needs Java 17+.
+  Install openjdk 17 (see above) and point JAVA_HOME to it, then run ./setup.sh again."
+say "Java $java_version"
+
+# 2. Python 3.11 virtual environment from the lock file ---------------------------------------
+python_bin="${PYTHON:-}"
+if [ -z "$python_bin" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python_bin=$candidate; break
+    fi
+  done
+fi
+[ -n "$python_bin" ] || die "Python 3.11 was not found (the lock file is for 3.11). Install it, or set PYTHON=/path/to/python3.11."
+
+lock_hash=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+stamp=.venv/.course-lock-stamp
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_hash" ] && [ -x .venv/bin/course ]; then
+  say ".venv matches requirements.lock (skipped)"
+else
+  say "Creating .venv and installing requirements.lock"
+  [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+  uv_version=$(sed -n 's/^uv==//p' requirements.lock)
+  [ -x .venv/bin/uv ] && [ "$(.venv/bin/uv --version | cut -d' ' -f2)" = "$uv_version" ] \
+    || .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$uv_version"
+  export UV_LINK_MODE=copy
+  .venv/bin/uv pip sync --quiet --python .venv/bin/python requirements.lock
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  echo "$lock_hash" > "$stamp"
+fi
+
+# 3. Jupyter kernel under the fixed name the notebooks' metadata use --------------------------
+kernel_dir=.venv/share/jupyter/kernels/ml-in-production
+if [ -f "$kernel_dir/kernel.json" ]; then
+  say "Jupyter kernel ml-in-production (skipped)"
+else
+  say "Registering the Jupyter kernel ml-in-production"
+  .venv/bin/python -m ipykernel install --sys-prefix --name ml-in-production --display-name "ML in Production (.venv)" >/dev/null
+fi
+
+# 4. Git filter that strips notebook outputs on commit (only inside a git checkout) ----------
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git config --get filter.nbstripout.clean >/dev/null; then
+  say "Installing the nbstripout git filter"
+  .venv/bin/nbstripout --install
+fi
+
+# 5. Delta jars, once, into .cache/jars (Spark never downloads at run time) ------------------
+say "Delta jars"
+.venv/bin/course fetch-jars
+
+# 6. Datasets ---------------------------------------------------------------------------------
+say "Datasets"
+.venv/bin/course datasets generate --profile ci
+if [ "${COURSE_PROFILE:-ci}" = "full" ]; then
+  .venv/bin/course datasets generate --profile full
+fi
+
+# 7. Check everything works -------------------------------------------------------------------
+say "course doctor"
+.venv/bin/course doctor
+say "Set-up finished in $(( $(date +%s) - started )) s. Next: .venv/bin/pytest   or   .venv/bin/course lab"

@@ -1,0 +1,65 @@
+"""`course run` path handling and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from course_utils.cli import main
+from course_utils.config import load_settings
+from course_utils.runner import NotebookPathError, collect_notebooks
+
+
+@pytest.fixture()
+def settings():
+    return load_settings({})
+
+
+def test_all_notebooks_in_course_order_without_labs(settings) -> None:
+    notebooks = collect_notebooks([], settings)
+    relative = [str(p.relative_to(settings.notebooks)) for p in notebooks]
+    assert relative[0] == "00_intro/00_course_overview.ipynb"
+    assert relative == sorted(relative, key=lambda r: r.replace("solutions", "~solutions"))
+    assert not any("/labs/" in r for r in relative)
+
+
+def test_solutions_run_after_lessons_of_their_module(tmp_path) -> None:
+    settings = replace(load_settings({}), root=tmp_path)
+    module = tmp_path / "notebooks" / "01_x"
+    for name in ("solutions/01z_lab.ipynb", "01b_b.ipynb", "01a_a.ipynb", "labs/01z_lab.ipynb"):
+        (module / name).parent.mkdir(parents=True, exist_ok=True)
+        (module / name).write_text("{}")
+    names = [p.relative_to(module).as_posix() for p in collect_notebooks([tmp_path / "notebooks"], settings)]
+    assert names == ["01a_a.ipynb", "01b_b.ipynb", "solutions/01z_lab.ipynb"]
+
+
+def test_a_file_that_is_not_a_notebook_is_refused(settings) -> None:
+    with pytest.raises(NotebookPathError, match=r"pyproject.toml is not a notebook"):
+        collect_notebooks([settings.root / "pyproject.toml"], settings)
+
+
+def test_a_missing_path_is_refused(settings, tmp_path) -> None:
+    with pytest.raises(NotebookPathError, match="does not exist"):
+        collect_notebooks([tmp_path / "nope.ipynb"], settings)
+
+
+def test_cli_prints_one_line_and_exits_2_for_a_bad_path(capsys, tmp_path) -> None:
+    build_before = sorted((load_settings().build).glob("*")) if load_settings().build.exists() else []
+    assert main(["run", str(tmp_path / "nope.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("course run: ") and "does not exist" in err and "Traceback" not in err
+    after = sorted(load_settings().build.glob("*")) if load_settings().build.exists() else []
+    assert after == build_before, "a refused run leaves build/ as it was"
+
+
+def test_cli_unknown_lesson_for_reset(capsys) -> None:
+    assert main(["reset", "99_nope"]) == 2
+    assert "is not a lesson of this course" in capsys.readouterr().err
+
+
+def test_cli_services_status_reports_nothing_running(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path))
+    assert main(["services", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "mlflow: not running" in out and "jupyterlab: not running" in out

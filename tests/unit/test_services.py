@@ -1,0 +1,80 @@
+"""Background services: pid files, port checks, and stopping only what we started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import psutil
+import pytest
+
+from course_utils.config import load_settings
+from course_utils.ports import PortInUseError, free_port, is_listening
+from course_utils.services import ServiceError, check_tracking_server, start_process, status, stop
+
+
+@pytest.fixture()
+def settings(tmp_path):
+    return replace(load_settings({}), workspace=tmp_path / "workspace")
+
+
+def _http_server(port: int) -> list[str]:
+    return [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+
+
+def test_start_status_stop_round_trip(settings) -> None:
+    port = free_port()
+    state = start_process("web", _http_server(port), port, f"http://127.0.0.1:{port}", settings)
+    try:
+        assert state.running and is_listening(port)
+        assert status("web", settings).pid == state.pid
+        again = start_process("web", _http_server(port), port, "unused", settings)
+        assert again.pid == state.pid, "starting twice must reuse the running service"
+    finally:
+        assert stop("web", settings)
+    assert not status("web", settings).running
+    assert not is_listening(port)
+    assert not stop("web", settings), "stopping twice is harmless"
+
+
+def test_port_taken_by_someone_else_is_named(settings) -> None:
+    port = free_port()
+    other = subprocess.Popen(_http_server(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from course_utils.ports import wait_until_listening
+
+        assert wait_until_listening(port, 10)
+        with pytest.raises(PortInUseError, match=rf"Port {port} on 127.0.0.1 is already taken by pid {other.pid}.*COURSE_MLFLOW_PORT"):
+            start_process("web", _http_server(port), port, "unused", settings)
+    finally:
+        other.terminate()
+        other.wait()
+
+
+def test_stop_never_signals_a_process_it_did_not_start(settings) -> None:
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        settings.run_dir.mkdir(parents=True)
+        # A stale pid file naming a live process with another start time (pid reuse).
+        (settings.run_dir / "web.json").write_text(
+            f'{{"pid": {stranger.pid}, "create_time": 1.0, "url": "x", "log": "x"}}'
+        )
+        assert not status("web", settings).running
+        assert not stop("web", settings)
+        assert psutil.Process(stranger.pid).is_running() and stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_server_that_dies_at_start_reports_its_log(settings) -> None:
+    port = free_port()
+    with pytest.raises(ServiceError, match=r"(?s)did not start.*boom"):
+        start_process("bad", [sys.executable, "-c", "print('boom'); raise SystemExit(3)"], port, "x", settings)
+    assert not status("bad", settings).running
+
+
+def test_tracking_server_down_says_to_start_it() -> None:
+    with pytest.raises(ServiceError, match=r"not answering.*course services up"):
+        check_tracking_server(f"http://127.0.0.1:{free_port()}", timeout_s=1)
