@@ -74,9 +74,10 @@ PROFILES: dict[str, ProfileSpec] = {
 DEFAULT_SEED = 42
 TIMELINE_START = date(2025, 1, 1)
 TIMELINE_END = date(2025, 12, 31)
-# Simulated but not written: three years of history so that the subscriber base on
+# Simulated but not written: five years of history so that the subscriber base on
 # 2025-01-01 is already in its steady state (no survivorship trend inside 2025).
-BURN_IN_START = date(2022, 1, 1)
+BURN_IN_START = date(2020, 1, 1)
+FIRST_BASE_SIGNUP = date(2017, 1, 1)  # the starting base signed up between this and BURN_IN_START
 FIRST_CUSTOMER_ID = 100_000
 FEATURE_WINDOW_DAYS = 28
 
@@ -136,7 +137,8 @@ def manifest_path(datasets_dir: Path) -> Path:
 
 def timeline_days() -> list[date]:
     """Every day of the timeline, 2025-01-01 .. 2025-12-31 (one events file each)."""
-    return [TIMELINE_START + timedelta(days=offset) for offset in range((TIMELINE_END - TIMELINE_START).days + 1)]
+    day_count = (TIMELINE_END - TIMELINE_START).days + 1
+    return [TIMELINE_START + timedelta(days=offset) for offset in range(day_count)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -184,17 +186,8 @@ DRIFT_WINDOWS: dict[str, DriftWindow] = {
         ),
         columns=("events.minutes_watched",),
     ),
-    "label_drift": DriftWindow(
-        name="label_drift", kind="label", start=date(2025, 10, 1), end=date(2025, 10, 31),
-        story="A competitor launches a cheaper service.",
-        changes=(
-            "Churn base rate rises: the churn model's intercept is +1.1 for snapshots in this window "
-            "(about 4.6% -> 12%). Features are unchanged; next_month_spend is unchanged."
-        ),
-        columns=("customer_months.churned_next_month",),
-    ),
     "concept_drift": DriftWindow(
-        name="concept_drift", kind="concept", start=date(2025, 11, 1), end=date(2025, 11, 30),
+        name="concept_drift", kind="concept", start=date(2025, 10, 1), end=date(2025, 10, 31),
         story="A new support desk answers every ticket with a retention credit.",
         changes=(
             "The support_tickets -> churn relationship flips: +0.8 logit per ticket in the "
@@ -203,6 +196,16 @@ DRIFT_WINDOWS: dict[str, DriftWindow] = {
         ),
         columns=("customer_months.churned_next_month", "events.support_tickets"),
     ),
+    "label_drift": DriftWindow(
+        name="label_drift", kind="label", start=date(2025, 11, 1), end=date(2025, 11, 30),
+        story="A competitor launches a cheaper service.",
+        changes=(
+            "Churn base rate rises: the churn model's intercept is +1.1 for snapshots in this window "
+            "(about 5.5% -> 14%). Features and next_month_spend are unchanged. (The extra churners "
+            "have cancelled, so December's snapshots no longer include them.)"
+        ),
+        columns=("customer_months.churned_next_month",),
+    ),
     "prediction_drift": DriftWindow(
         name="prediction_drift", kind="prediction", start=date(2025, 12, 1), end=date(2025, 12, 31),
         story="A holiday bundle with a Brazilian telecom partner brings a wave of new subscribers.",
@@ -210,8 +213,7 @@ DRIFT_WINDOWS: dict[str, DriftWindow] = {
             "Extra sign-ups (20% of the base) on 1-20 Dec, mostly country BR, plan basic, channel "
             "partner_bundle: the country/plan/tenure mix of active customers shifts, which moves "
             "model predictions (new, basic and BR customers churn more, and pay less). The true "
-            "models are unchanged (P(y|x) as in the reference). Also, October's extra churners "
-            "have left by December."
+            "models are unchanged (P(y|x) as in the reference)."
         ),
         columns=(
             "customers.country", "customers.plan", "customers.acquisition_channel",
@@ -300,7 +302,7 @@ class SpendModel:
 
 
 CHURN_MODEL = ChurnModel(
-    intercept=-2.55,
+    intercept=-2.7,
     active_days_28d=-0.12,
     support_tickets_28d=0.8,
     payment_failures_28d=1.2,
@@ -312,8 +314,8 @@ CHURN_MODEL = ChurnModel(
 )
 CHURN_MODEL_BY_WINDOW: dict[str, ChurnModel] = {
     "label_drift": replace(CHURN_MODEL, intercept=CHURN_MODEL.intercept + 1.1),
-    # Intercept chosen so the mean churn rate matches the reference (tickets average ~0.4).
-    "concept_drift": replace(CHURN_MODEL, support_tickets_28d=-0.8, intercept=CHURN_MODEL.intercept + 0.62),
+    # Intercept +0.63 keeps the mean churn rate at the reference's (tickets average ~0.44 per 28 days).
+    "concept_drift": replace(CHURN_MODEL, support_tickets_28d=-0.8, intercept=CHURN_MODEL.intercept + 0.63),
 }
 SPEND_MODEL = SpendModel(
     intercept=0.5,
@@ -333,52 +335,90 @@ def churn_model_for(snapshot_date: date) -> ChurnModel:
     return CHURN_MODEL
 
 
-def snapshot_features(events: pd.DataFrame, customers: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
+def snapshot_features(
+    events: pd.DataFrame, customers: pd.DataFrame, snapshots: pd.DataFrame
+) -> pd.DataFrame:
     """The true models' inputs for each (customer_id, snapshot_date) row of ``snapshots``.
 
-    Event features sum the 28 days ending on snapshot_date (inclusive); customer columns
-    (plan, country, age, monthly_fee, signup_date) are joined; ``tenure_months`` counts the
-    whole months from signup_date to snapshot_date. Rows keep the order of ``snapshots``.
+    Event features sum the 28 days ending on snapshot_date (inclusive), 0 when the customer
+    had no activity; customer columns (signup_date, country, plan, age, monthly_fee) are
+    joined; ``tenure_months`` counts whole months from signup_date to snapshot_date. Rows
+    keep the order of ``snapshots``; the generator computes its labels with this function.
     """
-    event_dates = pd.to_datetime(events["event_date"])
-    keys = snapshots[["customer_id", "snapshot_date"]].copy()
-    keys["snapshot_date"] = pd.to_datetime(keys["snapshot_date"])
-    keys["_row"] = np.arange(len(keys))
-    parts = []
-    for snapshot in sorted(keys["snapshot_date"].unique()):
-        in_window = (event_dates > snapshot - pd.Timedelta(days=FEATURE_WINDOW_DAYS)) & (event_dates <= snapshot)
-        sums = (
-            events.loc[in_window]
-            .groupby("customer_id")
-            .agg(
-                active_days_28d=("sessions", "size"),
-                sessions_28d=("sessions", "sum"),
-                minutes_watched_28d=("minutes_watched", "sum"),
-                support_tickets_28d=("support_tickets", "sum"),
-                payment_failures_28d=("payment_failed", "sum"),
-            )
-            .reset_index()
-        )
-        parts.append(keys[keys["snapshot_date"] == snapshot].merge(sums, on="customer_id", how="left"))
-    features = pd.concat(parts, ignore_index=True)
-    counts = ["active_days_28d", "sessions_28d", "support_tickets_28d", "payment_failures_28d"]
-    features[counts] = features[counts].fillna(0).astype("int64")
-    features["minutes_watched_28d"] = features["minutes_watched_28d"].fillna(0.0)
-    profile = customers[["customer_id", "signup_date", "country", "plan", "age", "monthly_fee"]].copy()
-    profile["signup_date"] = pd.to_datetime(profile["signup_date"])
-    features = features.merge(profile, on="customer_id", how="left")
-    features["tenure_months"] = _whole_months_between(features["signup_date"], features["snapshot_date"])
-    return features.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    snapshot_customer = snapshots["customer_id"].to_numpy()
+    snapshot_date = _as_days(snapshots["snapshot_date"])
+    event_customer = events["customer_id"].to_numpy()
+    event_date = _as_days(events["event_date"])
+    sums = {name: np.zeros(len(snapshots)) for name in FEATURE_COLUMNS if name != "tenure_months"}
+    for snapshot in np.unique(snapshot_date):
+        rows = np.flatnonzero(snapshot_date == snapshot)
+        in_window = (event_date > snapshot - FEATURE_WINDOW_DAYS) & (event_date <= snapshot)
+        # Position of each event's customer among this snapshot's rows (-1: not snapshotted).
+        position = _positions(snapshot_customer[rows], event_customer[in_window], what="snapshots")
+        known = position >= 0
+        position = position[known]
+
+        def total(column: str | None) -> np.ndarray:
+            weights = None if column is None else events[column].to_numpy()[in_window][known]
+            return np.bincount(position, weights=weights, minlength=len(rows))
+
+        sums["active_days_28d"][rows] = total(None)
+        sums["sessions_28d"][rows] = total("sessions")
+        sums["minutes_watched_28d"][rows] = total("minutes_watched")
+        sums["support_tickets_28d"][rows] = total("support_tickets")
+        sums["payment_failures_28d"][rows] = total("payment_failed")
+
+    customer_row = _positions(customers["customer_id"].to_numpy(), snapshot_customer, what="customers")
+    if (customer_row < 0).any():
+        missing = snapshot_customer[customer_row < 0][:3].tolist()
+        raise ValueError(f"snapshots name customers that are not in customers (for example {missing}).")
+    signup_date = _as_days(customers["signup_date"])[customer_row]
+    features = pd.DataFrame(
+        {
+            "customer_id": snapshot_customer,
+            "snapshot_date": snapshot_date,
+            "active_days_28d": sums["active_days_28d"].astype("int64"),
+            "sessions_28d": sums["sessions_28d"].astype("int64"),
+            "minutes_watched_28d": np.round(sums["minutes_watched_28d"], 1),
+            "support_tickets_28d": sums["support_tickets_28d"].astype("int64"),
+            "payment_failures_28d": sums["payment_failures_28d"].astype("int64"),
+            "tenure_months": _whole_months_between(signup_date, snapshot_date),
+            "signup_date": signup_date,
+        }
+    )
+    for column in ("country", "plan", "age", "monthly_fee"):
+        features[column] = customers[column].to_numpy()[customer_row]
+    return features
 
 
-def true_churn_probability(features: pd.DataFrame) -> np.ndarray:
-    """P(churned_next_month=1) under the true model in force at each row's snapshot_date."""
-    snapshot_dates = pd.to_datetime(features["snapshot_date"]).to_numpy()
+def _as_days(values: pd.Series) -> np.ndarray:
+    """Dates (strings, datetimes or dates) as a numpy datetime64[D] array."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.to_numpy().astype("datetime64[D]")
+    return pd.to_datetime(values).to_numpy().astype("datetime64[D]")
+
+
+def _positions(keys: np.ndarray, lookups: np.ndarray, what: str) -> np.ndarray:
+    """Index of each lookup value in ``keys`` (-1 when absent); ``keys`` must be unique."""
+    index = pd.Index(keys)
+    if not index.is_unique:
+        raise ValueError(f"{what} must have one row per customer_id (per snapshot_date); found duplicates.")
+    return index.get_indexer(lookups)
+
+
+def true_churn_probability(features: pd.DataFrame, model: ChurnModel | None = None) -> np.ndarray:
+    """P(churned_next_month=1) for ``snapshot_features`` rows.
+
+    With ``model=None`` each row uses the true model in force at its snapshot_date (what
+    generated the labels); pass ``CHURN_MODEL`` to score every row with the reference model.
+    """
+    if model is not None:
+        return _sigmoid(_churn_logit(features, model))
+    snapshot_dates = _as_days(features["snapshot_date"])
     logit = np.zeros(len(features))
     for snapshot in np.unique(snapshot_dates):
         rows = snapshot_dates == snapshot
-        model = churn_model_for(pd.Timestamp(snapshot).date())
-        logit[rows] = _churn_logit(features.loc[rows], model)
+        logit[rows] = _churn_logit(features.loc[rows], churn_model_for(pd.Timestamp(snapshot).date()))
     return _sigmoid(logit)
 
 
@@ -409,10 +449,17 @@ def _churn_logit(features: pd.DataFrame, model: ChurnModel) -> np.ndarray:
     )
 
 
-def _whole_months_between(start: pd.Series, end: pd.Series) -> pd.Series:
-    """Whole calendar months from start to end (2025-01-15 -> 2025-03-14 is 1)."""
-    months = (end.dt.year - start.dt.year) * 12 + (end.dt.month - start.dt.month)
-    return (months - (end.dt.day < start.dt.day).astype("int64")).astype("int64")
+def _whole_months_between(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Whole calendar months from start to end, datetime64[D] arrays (2025-01-15 -> 2025-03-14 is 1)."""
+    start_month, end_month = start.astype("datetime64[M]"), end.astype("datetime64[M]")
+    months = (end_month - start_month).astype("int64")
+    start_day = (start - start_month.astype("datetime64[D]")).astype("int64")
+    end_day = (end - end_month.astype("datetime64[D]")).astype("int64")
+    return months - (end_day < start_day)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 # ---------------------------------------------------------------------------------------
@@ -475,9 +522,12 @@ def _assign_campaign(rng: np.random.Generator, customer_ids: np.ndarray) -> pd.D
     is_treatment = np.zeros(count, dtype=bool)
     is_treatment[rng.permutation(count)[: count // 2]] = True
     assigned = np.datetime64(effect.first_assignment) + rng.integers(0, effect.assignment_days, count)
-    conversion_rate = np.where(is_treatment, effect.treatment_conversion_rate, effect.control_conversion_rate)
-    converted = rng.random(count) < conversion_rate
-    mean_revenue = np.where(is_treatment, effect.treatment_revenue_per_converter, effect.control_revenue_per_converter)
+    converted = rng.random(count) < np.where(
+        is_treatment, effect.treatment_conversion_rate, effect.control_conversion_rate
+    )
+    mean_revenue = np.where(
+        is_treatment, effect.treatment_revenue_per_converter, effect.control_revenue_per_converter
+    )
     revenue = rng.gamma(REVENUE_GAMMA_SHAPE, mean_revenue / REVENUE_GAMMA_SHAPE)
     return pd.DataFrame(
         {
@@ -561,10 +611,6 @@ def _new_customers(
     )
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _simulate_month(
     rng: np.random.Generator, population: _Population, first_day: date, last_day: date
 ) -> pd.DataFrame:
@@ -588,10 +634,12 @@ def _simulate_month(
     event_day = days[column]
     count = len(customer)
 
-    extra_sessions_mean = np.exp(EXTRA_SESSIONS_LOG_MEAN + EXTRA_SESSIONS_ENGAGEMENT * population.engagement[customer])
-    sessions = 1 + rng.poisson(extra_sessions_mean)
+    engagement = population.engagement[customer]
+    sessions = 1 + rng.poisson(np.exp(EXTRA_SESSIONS_LOG_MEAN + EXTRA_SESSIONS_ENGAGEMENT * engagement))
     feature_window = DRIFT_WINDOWS["feature_drift"]
-    in_feature_drift = (event_day >= np.datetime64(feature_window.start)) & (event_day <= np.datetime64(feature_window.end))
+    in_feature_drift = (event_day >= np.datetime64(feature_window.start)) & (
+        event_day <= np.datetime64(feature_window.end)
+    )
     minutes_scale = MINUTES_SCALE * np.where(in_feature_drift, FEATURE_DRIFT_MINUTES_FACTOR, 1.0)
     minutes = np.round(rng.gamma(MINUTES_SHAPE_PER_SESSION * sessions, minutes_scale), 1)
     tickets = rng.poisson(SUPPORT_TICKETS_PER_ACTIVE_DAY, count)
@@ -629,11 +677,17 @@ def _month_ends(first: date, last: date) -> list[tuple[date, date]]:
     return [(period.start_time.date(), period.end_time.date()) for period in months]
 
 
+def _month_of(day: date) -> tuple[date, date]:
+    """(first day, last day) of the month that contains ``day``."""
+    return _month_ends(day, day)[0]
+
+
 def _simulate(spec: ProfileSpec, seed: int) -> _Tables:
     """Run the business from the burn-in start to 2025-12-31 and return the 2025 tables."""
     population_rng, activity_rng, label_rng, campaign_rng = np.random.default_rng(seed).spawn(4)
-    # The starting base signed up over the three years before the burn-in.
-    population = _new_customers(population_rng, spec.subscribers, date(2019, 1, 1), BURN_IN_START - timedelta(days=1))
+    population = _new_customers(
+        population_rng, spec.subscribers, FIRST_BASE_SIGNUP, BURN_IN_START - timedelta(days=1)
+    )
     events_2025: list[pd.DataFrame] = []
     labels_2025: list[pd.DataFrame] = []
     promo = DRIFT_WINDOWS["prediction_drift"]
@@ -672,7 +726,7 @@ def _simulate(spec: ProfileSpec, seed: int) -> _Tables:
             )
 
         # Churners cancel during next month and are gone after its last day.
-        next_first, next_last = _month_ends(last_day + timedelta(days=1), last_day + timedelta(days=1))[0]
+        next_first, next_last = _month_of(last_day + timedelta(days=1))
         leavers = eligible[churned]
         population.cancelled[leavers] = True
         population.last_day[leavers] = np.datetime64(next_last)
@@ -702,9 +756,8 @@ def _public_tables(
 
     events = pd.concat(events_2025, ignore_index=True)
     events["customer_id"] = public_id[events["customer_id"].to_numpy()]
+    # Sorted by time, so each day is one contiguous slice (dates become text when written).
     events = events.sort_values(["event_ts", "customer_id"], kind="stable", ignore_index=True)
-    events["event_date"] = np.datetime_as_string(events["event_date"].to_numpy().astype("datetime64[D]"), unit="D")
-    events["event_ts"] = np.datetime_as_string(events["event_ts"].to_numpy().astype("datetime64[s]"), unit="s")
 
     customer_months = pd.concat(labels_2025, ignore_index=True)
     customer_months["customer_id"] = public_id[customer_months["customer_id"].to_numpy()]
@@ -734,11 +787,16 @@ def _write_tables(tables: _Tables, out_dir: Path) -> None:
     _write_csv(tables.campaign_experiment[list(CAMPAIGN_COLUMNS)], paths.campaign_experiment, "%.2f")
     paths.events_dir.mkdir()
     events = tables.events[list(EVENT_COLUMNS)]
-    rows_by_day = {day: rows for day, rows in events.groupby("event_date", sort=True)}
-    for day in timeline_days():
-        day_text = day.isoformat()
+    days = timeline_days()
+    # events is sorted by event_ts: day i is the slice between bounds[i] and bounds[i + 1].
+    day_starts = np.array([np.datetime64(day, "s") for day in [*days, TIMELINE_END + timedelta(days=1)]])
+    bounds = np.searchsorted(events["event_ts"].to_numpy().astype("datetime64[s]"), day_starts)
+    for day, first_row, end_row in zip(days, bounds[:-1], bounds[1:]):
         # A day nobody was active still gets its (header-only) file: one file per day, always.
-        _write_csv(rows_by_day.get(day_text, events.iloc[0:0]), paths.events_dir / f"{day_text}.csv", "%.1f")
+        day_rows = events.iloc[first_row:end_row]
+        timestamps = day_rows["event_ts"].to_numpy().astype("datetime64[s]")
+        day_rows = day_rows.assign(event_date=day.isoformat(), event_ts=np.datetime_as_string(timestamps, unit="s"))
+        _write_csv(day_rows, paths.events_dir / f"{day.isoformat()}.csv", "%.1f")
 
 
 def _sha256(path: Path) -> str:
@@ -757,9 +815,8 @@ def dataset_digest(out_dir: Path) -> dict[str, str]:
     while the manifest stays small (one entry instead of 365).
     """
     paths = dataset_paths(out_dir)
-    digest = {
-        name: _sha256(Path(out_dir) / name) for name in (CUSTOMERS_FILE, CUSTOMER_MONTHS_FILE, CAMPAIGN_FILE)
-    }
+    top_level = (CUSTOMERS_FILE, CUSTOMER_MONTHS_FILE, CAMPAIGN_FILE)
+    digest = {name: _sha256(Path(out_dir) / name) for name in top_level}
     listing = "".join(f"{path.name} {_sha256(path)}\n" for path in sorted(paths.events_dir.glob("*.csv")))
     digest[EVENTS_DIGEST_KEY] = hashlib.sha256(listing.encode()).hexdigest()
     return digest
@@ -813,7 +870,7 @@ def generate(profile: str, out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str,
 
     Example:
         >>> generate("ci", Path("datasets/generated/ci"))  # doctest: +SKIP
-        {'customers.csv': '3f1c…', 'customer_months.csv': '…', 'campaign_experiment.csv': '…', 'events/': '…'}
+        {'customers.csv': '2e79…', 'customer_months.csv': '…', 'campaign_experiment.csv': '…', 'events/': '…'}
     """
     spec = profile_spec(profile)
     out_dir = Path(out_dir)
@@ -822,6 +879,7 @@ def generate(profile: str, out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the dataset is not
         _write_tables(tables, staging)
         digest = dataset_digest(staging)
         _replace_folder(staging, out_dir)
@@ -853,7 +911,9 @@ def read_manifest(datasets_dir: Path) -> dict[str, dict]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise DatasetError(f"The dataset manifest {path} is not valid JSON ({error}); restore it from git.") from error
+        raise DatasetError(
+            f"The dataset manifest {path} is not valid JSON ({error}); restore it from git."
+        ) from error
 
 
 def verify(profile: str, out_dir: Path, datasets_dir: Path) -> None:
@@ -875,7 +935,7 @@ def verify(profile: str, out_dir: Path, datasets_dir: Path) -> None:
         if not (out_dir / name).is_file():
             raise DatasetError(f"{name} is missing from the {profile} dataset in {out_dir}. Fix: {fix}.")
     expected_days = {f"{day.isoformat()}.csv" for day in timeline_days()}
-    found_days = {path.name for path in paths.events_dir.glob("*.csv")} if paths.events_dir.is_dir() else set()
+    found_days = {path.name for path in paths.events_dir.glob("*.csv")}  # empty when the folder is missing
     missing_days = sorted(expected_days - found_days)
     if missing_days:
         raise DatasetError(
@@ -884,7 +944,9 @@ def verify(profile: str, out_dir: Path, datasets_dir: Path) -> None:
         )
     extra_days = sorted(found_days - expected_days)
     if extra_days:
-        raise DatasetError(f"Unexpected files in {paths.events_dir}: {', '.join(extra_days[:3])}. Fix: {fix}.")
+        raise DatasetError(
+            f"Unexpected files in {paths.events_dir}: {', '.join(extra_days[:3])}. Fix: {fix}."
+        )
 
     actual = dataset_digest(out_dir)
     for name in sorted(expected):
@@ -917,8 +979,10 @@ def ensure_datasets(settings: Settings) -> Path:
     return out_dir
 
 
-def write_manifest(datasets_dir: Path, profiles: Iterable[str] = ("ci", "full"), seed: int = DEFAULT_SEED) -> Path:
-    """Generate each profile into a temporary folder and record its hashes and row counts (maintainers only)."""
+def write_manifest(
+    datasets_dir: Path, profiles: Iterable[str] = ("ci", "full"), seed: int = DEFAULT_SEED
+) -> Path:
+    """Generate each profile in a temporary folder and record its hashes and row counts (maintainers)."""
     path = manifest_path(datasets_dir)
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     for profile in profiles:

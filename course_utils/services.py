@@ -30,7 +30,7 @@ from course_utils.ports import PortInUseError, is_port_free, wait_until_listenin
 logger = logging.getLogger(__name__)
 
 MLFLOW = "mlflow"
-STARTUP_TIMEOUT_S = 90.0
+STARTUP_TIMEOUT_S = 240.0  # ~9 s on an idle laptop; generous for a loaded 2-core CI machine
 
 
 class ServiceError(RuntimeError):
@@ -88,9 +88,19 @@ def status(name: str, settings: Settings | None = None) -> ServiceStatus:
 
 
 def start_process(
-    name: str, command: list[str], port: int, url: str, settings: Settings, env: dict[str, str] | None = None
+    name: str,
+    command: list[str],
+    port: int,
+    url: str,
+    settings: Settings,
+    env: dict[str, str] | None = None,
+    ready_path: str | None = None,
 ) -> ServiceStatus:
-    """Start ``command`` in the background, record its pid, and wait for ``port`` to listen."""
+    """Start ``command`` in the background, record its pid, and wait until it is ready.
+
+    Ready means ``port`` listens and, when ``ready_path`` is given, ``GET url+ready_path``
+    answers 200 (a port can listen before the application behind it has loaded).
+    """
     current = status(name, settings)
     if current.running:
         return current
@@ -116,21 +126,31 @@ def start_process(
         "command": command,
     }
     _pid_file(settings, name).write_text(json.dumps(record, indent=2))
-    if not _wait_for_start(process, port, STARTUP_TIMEOUT_S):
+    ready_url = f"http://{LOOPBACK}:{port}{ready_path}" if ready_path else None
+    if not _wait_for_start(process, port, STARTUP_TIMEOUT_S, ready_url):
         stop(name, settings)
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         raise ServiceError(f"{name} did not start on port {port}; last lines of {log_path}:\n{tail}")
     return status(name, settings)
 
 
-def _wait_for_start(process: subprocess.Popen, port: int, timeout_s: float) -> bool:
-    """Wait until the port listens; give up early when the process has already exited."""
+def _wait_for_start(process: subprocess.Popen, port: int, timeout_s: float, ready_url: str | None) -> bool:
+    """Wait until the port listens (and ``ready_url`` answers 200); give up early if the process exits."""
+    import requests
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         if wait_until_listening(port, 0.5):
-            return process.poll() is None
+            if ready_url is None:
+                return True
+            try:
+                if requests.get(ready_url, timeout=10).status_code == 200:
+                    return True
+            except requests.RequestException:
+                pass  # still loading
+            time.sleep(0.5)
     return False
 
 
@@ -205,6 +225,7 @@ def start_tracking_server(settings: Settings | None = None) -> ServiceStatus:
         settings.tracking_uri,
         settings,
         env=tracking_server_env(),
+        ready_path="/health",
     )
 
 
@@ -222,7 +243,7 @@ def ensure_tracking_server(settings: Settings | None = None) -> str:
     return settings.tracking_uri
 
 
-def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
+def check_tracking_server(uri: str, timeout_s: float = 30.0) -> None:
     """Raise ServiceError with the fix when the tracking server at ``uri`` does not answer."""
     import requests
 

@@ -1,0 +1,16 @@
+"""What the 00_intro notebooks must have recorded (see ``lesson.record`` in each notebook)."""
+
+from typing import Any
+
+
+def course_overview(r: dict[str, Any]) -> None:
+    assert r["java_major"] >= 17
+    assert r["delta_rows_v0"] > 0 and r["delta_rows_latest"] == r["delta_rows_v0"] + 10
+    assert r["delta_versions"] == 2
+    assert 0.5 < r["mlflow_accuracy"] <= 1.0
+    assert r["feast_entities"] == ["customer"]
+    assert r["ml_code_share"] < 0.05
+    assert r["pillars_with_evidence"] == 4
+
+
+EXPECTATIONS = {"00_course_overview": course_overview}
