@@ -110,6 +110,6 @@ def require_champion(lesson: Lesson, name: str = CHURN_MODEL_NAME) -> str:
         info = log_churn_model(pipeline, inputs)
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name, tags={SHARED_TAG: "true"}, description="Streamly churn classifier (course prerequisite).")
-    version = client.create_model_version(name, info.model_uri, run_id=run.info.run_id)
+    version = client.create_model_version(name, info.model_uri, run_id=run.info.run_id, model_id=info.model_id)
     client.set_registered_model_alias(name, CHAMPION, version.version)
     return champion_uri(name)

@@ -54,7 +54,7 @@ def registry_round_trip(tracking_uri: str) -> str:
                 name="model", python_model=_Doubler(), input_example=pd.DataFrame({"x": [1.0]})
             )
         client.create_registered_model(name)
-        version = client.create_model_version(name=name, source=info.model_uri, run_id=run.info.run_id)
+        version = client.create_model_version(name=name, source=info.model_uri, run_id=run.info.run_id, model_id=info.model_id)
         client.set_registered_model_alias(name, "champion", version.version)
         model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
         prediction = list(model.predict(pd.DataFrame({"x": [2.0]})))

@@ -3,6 +3,10 @@
 The developer's own ``workspace/`` and a tracking server they may have running are never
 touched: the suite points ``COURSE_WORKSPACE`` at a temporary folder and
 ``COURSE_MLFLOW_PORT`` at a free port, and stops what it started at the end.
+
+The network is cut for everything the suite runs (notebooks included): HTTP(S) proxies point
+at a closed local port and pip may not reach an index, so anything that tries to download
+at run time fails loudly instead of passing by luck. Loopback stays reachable.
 """
 
 from __future__ import annotations
@@ -17,12 +21,26 @@ from course_utils.config import Settings, load_settings
 from course_utils.ports import free_port
 
 
+CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there
+OFFLINE_ENV = {
+    "HTTP_PROXY": CLOSED_PORT_PROXY,
+    "HTTPS_PROXY": CLOSED_PORT_PROXY,
+    "http_proxy": CLOSED_PORT_PROXY,
+    "https_proxy": CLOSED_PORT_PROXY,
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+    "PIP_NO_INDEX": "1",
+    "UV_OFFLINE": "1",
+}
+
+
 @pytest.fixture(scope="session")
 def course_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings for a fresh, isolated workspace; services started under it are stopped afterwards."""
     from course_utils.services import MLFLOW, stop
 
-    saved = {key: os.environ.get(key) for key in ("COURSE_WORKSPACE", "COURSE_MLFLOW_PORT", "MLFLOW_TRACKING_URI", "COURSE_PROFILE")}
+    saved = {key: os.environ.get(key) for key in (*OFFLINE_ENV, "COURSE_WORKSPACE", "COURSE_MLFLOW_PORT", "MLFLOW_TRACKING_URI", "COURSE_PROFILE")}
+    os.environ.update(OFFLINE_ENV)
     os.environ["COURSE_WORKSPACE"] = str(tmp_path_factory.mktemp("workspace"))
     os.environ["COURSE_MLFLOW_PORT"] = str(free_port())
     os.environ["COURSE_PROFILE"] = "ci"

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
 import pytest
 
 from course_utils.config import KERNEL_NAME, load_settings
 from course_utils.runner import collect_notebooks, run_notebook
+from course_utils.services import MLFLOW, status
 
 Results = dict[str, Any]
 
@@ -36,6 +38,25 @@ EXPECTATIONS = _load_expectations()
 NOTEBOOKS = collect_notebooks([], load_settings())
 
 
+def _stray_listeners(settings) -> list[str]:
+    """Listening sockets of processes started under this test workspace, except the course's MLflow server."""
+    server = status(MLFLOW, settings)
+    allowed = set()
+    if server.running:
+        allowed = {server.pid, *(c.pid for c in psutil.Process(server.pid).children(recursive=True))}
+    strays = []
+    for conn in psutil.net_connections("tcp"):
+        if conn.status != psutil.CONN_LISTEN or not conn.pid or conn.pid in allowed:
+            continue
+        try:
+            process = psutil.Process(conn.pid)
+            if process.environ().get("COURSE_WORKSPACE") == str(settings.workspace):
+                strays.append(f"pid {conn.pid} port {conn.laddr.port}: {' '.join(process.cmdline()[:6])}")
+        except psutil.Error:
+            continue
+    return strays
+
+
 def _notebook_id(path: Path) -> str:
     return path.stem
 
@@ -46,6 +67,7 @@ def test_notebook_runs_and_proves_its_claims(notebook: Path, course_settings) ->
     assert notebook.stem in EXPECTATIONS, f"add expectations for {notebook.stem} to tests/notebooks/expect_<module>.py"
     run = run_notebook(notebook, course_settings, {"profile": "ci"})
     assert run.status == "passed", f"{notebook.name} failed; executed copy: {run.output}\n{run.error}"
+    assert not _stray_listeners(course_settings), "servers the notebook started must be stopped by its end"
     results_file = course_settings.results_dir / f"{notebook.stem}.json"
     results = json.loads(results_file.read_text())
     assert results["params"]["profile"] == "ci"
