@@ -14,17 +14,17 @@ die() { printf '\033[31msetup.sh: %s\033[0m\n' "$*" >&2; exit 1; }
 started=$(date +%s)
 
 # 1. Java 17+ (Spark 4 needs it) -------------------------------------------------------------
-java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-command -v "$java_bin" >/dev/null 2>&1 || die "Java was not found. Spark 4 needs Java 17+:
+java_hint="Install Java 17+:
   Debian/Ubuntu: sudo apt-get install openjdk-17-jdk-headless
   macOS:         brew install openjdk@17
-  conda:         conda env create -f environment.yml
-then run ./setup.sh again."
+  conda:         conda env create -f environment.yml && conda activate ml-in-production
+then point JAVA_HOME to it (or put it on PATH) and run ./setup.sh again."
+java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+command -v "$java_bin" >/dev/null 2>&1 || die "Java was not found; Spark 4 needs Java 17+. $java_hint"
 java_version=$("$java_bin" -version 2>&1 | sed -n 's/.*version "\([0-9][0-9.]*\).*/\1/p' | head -n1)
 java_major=${java_version%%.*}
 [ "$java_major" = "1" ] && java_major=$(echo "$java_version" | cut -d. -f2)
-[ "${java_major:-0}" -ge 17 ] 2>/dev/null || die "Java ${java_version:-unknown} found; Spark 4 needs Java 17+.
-  Install openjdk 17 (see above) and point JAVA_HOME to it, then run ./setup.sh again."
+[ "${java_major:-0}" -ge 17 ] 2>/dev/null || die "Java ${java_version:-unknown} found; Spark 4 needs Java 17+. $java_hint"
 say "Java $java_version"
 
 # 2. Python 3.11 virtual environment from the lock file ---------------------------------------

@@ -30,7 +30,8 @@ from course_utils.ports import PortInUseError, is_port_free, wait_until_listenin
 logger = logging.getLogger(__name__)
 
 MLFLOW = "mlflow"
-STARTUP_TIMEOUT_S = 240.0  # ~9 s on an idle laptop; generous for a loaded 2-core CI machine
+# ~9 s on an idle laptop; generous for a loaded 2-core machine; COURSE_SERVICE_TIMEOUT overrides it.
+STARTUP_TIMEOUT_S = 240.0
 
 
 class ServiceError(RuntimeError):
@@ -127,7 +128,8 @@ def start_process(
     }
     _pid_file(settings, name).write_text(json.dumps(record, indent=2))
     ready_url = f"http://{LOOPBACK}:{port}{ready_path}" if ready_path else None
-    if not _wait_for_start(process, port, STARTUP_TIMEOUT_S, ready_url):
+    timeout_s = float(os.environ.get("COURSE_SERVICE_TIMEOUT", STARTUP_TIMEOUT_S))
+    if not _wait_for_start(process, port, timeout_s, ready_url):
         stop(name, settings)
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         raise ServiceError(f"{name} did not start on port {port}; last lines of {log_path}:\n{tail}")

@@ -64,7 +64,8 @@ def test_notebook_is_committed_clean(notebook: Path) -> None:
 def test_notebook_follows_the_skeleton(notebook: Path) -> None:
     nb = nbformat.read(notebook, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == KERNEL_NAME
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    first = nb.cells[1] if nb.metadata.get("lab") else nb.cells[0]  # a lab opens with its "generated from" note
+    assert first.cell_type == "markdown" and first.source.startswith("# "), "a markdown title comes first"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged `parameters`"
     assert any(c.cell_type == "markdown" and c.source.startswith("## Checks") for c in nb.cells), "a final ## Checks section"
