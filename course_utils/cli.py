@@ -116,7 +116,11 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.ip={LOOPBACK}", f"--ServerApp.port={port}",
         f"--ServerApp.root_dir={settings.root}", f"--IdentityProvider.token={token}",
+        # Offline: no extension listing from PyPI, no update or news checks.
+        "--LabApp.extension_manager=readonly", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    if os.geteuid() == 0:
+        command.append("--ServerApp.allow_root=True")  # containers and CI machines run as root
     start_process("jupyterlab", command, port, url, settings, env={"MLFLOW_TRACKING_URI": uri})
     print(f"MLflow UI:   {uri}\nJupyterLab:  {url}\nStop both with `.venv/bin/course services down`.")
     return 0

@@ -85,6 +85,8 @@ def get_spark(app_name: str = "ml-in-production", settings: Settings | None = No
         return active
     require_java()
     jars = cached_jars(settings.jar_cache)
+    # Spark's launcher otherwise picks a non-loopback interface for its own sockets.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     warehouse = settings.workspace / "spark-warehouse"
     builder = (
         SparkSession.builder.appName(app_name)
