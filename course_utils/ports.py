@@ -22,6 +22,8 @@ def free_port() -> int:
 def is_port_free(port: int) -> bool:
     """True when nothing listens on 127.0.0.1:port and it can be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like a real server: old TIME_WAIT connections of a stopped server must not count as "taken".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

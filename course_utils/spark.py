@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from course_utils.config import MIN_JAVA, Settings, load_settings
@@ -94,6 +95,8 @@ def get_spark(app_name: str = "ml-in-production", settings: Settings | None = No
         .config("spark.jars", ",".join(str(p) for p in jars))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        # Python workers (UDFs, mlflow spark_udf) must use this interpreter, not the first python3 on PATH.
+        .config("spark.pyspark.python", sys.executable)
         .config("spark.sql.session.timeZone", "UTC")
         # Two cores and small data: 200 shuffle partitions would mean 200 tiny tasks per shuffle.
         .config("spark.sql.shuffle.partitions", "4")
