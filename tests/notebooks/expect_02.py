@@ -1,0 +1,81 @@
+"""What the 02_model_management notebooks must have recorded (see ``lesson.record`` in each notebook)."""
+
+from typing import Any
+
+
+def models_and_flavors(r: dict[str, Any]) -> None:
+    assert r["flavors"] == ["python_function", "sklearn"]
+    assert {"MLmodel", "model.skops", "requirements.txt", "python_env.yaml", "conda.yaml"} <= set(r["model_files"])
+    # Prior-to-training: one column per category value instead of two raw categorical columns.
+    assert r["inputs_within"] == 10 and r["inputs_prior"] == 8 + 5 + 3
+    assert r["extra_storage_kb_prior"] > 0
+    assert 0.0 < r["f1_prior"] < 1.0 and 0.0 < r["f1_within"] < 1.0 and abs(r["f1_prior"] - r["f1_within"]) < 0.1
+    for variant in ("prior: encoded row given", "prior: encode at request", "within the model"):
+        assert r["latency_ms"]["1 row"][variant] > 0 and r["latency_ms"]["1,000 rows"][variant] > 0
+    assert set(r["model_kb"]) == {"prior to training", "within the model"} and min(r["model_kb"].values()) > 0
+    assert r["risk_columns"] == ["churn_probability", "risk_band", "action"]
+    assert set(r["risk_bands_test"]) <= {"low", "medium", "high"} and sum(r["risk_bands_test"].values()) == r["rows_compared"]
+    assert r["signature_errors"] == {"missing_column": True, "wrong_type": True}
+    assert r["captured_pins_match"] is True
+    assert r["three_ways_agree"] == {"native == pyfunc": True, "native == spark_udf": True}
+    assert r["rows_compared"] > 500
+
+
+def model_registry(r: dict[str, Any]) -> None:
+    assert r["versions_registered"] == ["1", "2", "3"]
+    assert r["aliases_final"] == {"champion": "2"}
+    assert "deprecated" in r["stage_warning"].lower()
+    assert r["decisions"] == {"2": "approved", "3": "rejected"}
+    assert "signature_matches_champion" in r["failed_checks_v3"]
+    assert r["f1"]["2"] >= r["champion_f1_v1"] - 0.02
+    assert r["rejected_search"] == ["3"]
+    assert r["remaining_versions"] == ["1", "2"]
+    assert r["archived_v1"] == "true"
+    assert r["alias_removed_with_version"] in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+    assert set(r["mistakes"]) == {"misspelt alias", "version that does not exist", "model that does not exist", "the deleted version"}
+    assert all(code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") for code in r["mistakes"].values())
+
+
+def webhooks_and_promotion(r: dict[str, Any]) -> None:
+    assert r["versions"] == {"baseline": "1", "good": "2", "bad": "3", "short_outage": "4", "lost": "5", "project": "6"}
+    assert r["verdicts"]["baseline"] == "passed" and r["verdicts"]["good"] == "passed"
+    assert r["verdicts"]["bad"] == "failed" and "f1_not_worse" in r["bad_failed_checks"]
+    assert r["verdicts"]["reconciled"] in ("passed", "failed") and r["verdicts"]["project"] in ("passed", "failed")
+    assert r["good_f1"] >= r["champion_f1"] - 0.02 > r["bad_f1"]
+    assert r["rejections"] == {
+        "forged (guessed secret)": 401,
+        "tampered (body changed after signing)": 401,
+        "stale (captured an hour ago)": 403,
+        "genuine (signed like MLflow)": 200,
+        "replayed (same delivery again)": 409,
+    }
+    # test delivery + 6 model_version.created (all but the lost one, plus the prod-name copy) + alias events + the genuine demo
+    assert r["verified_deliveries"] >= 9
+    assert {"model_version.created", "model_version_alias.created"} <= set(r["verified_events"])
+    assert r["short_outage_delivered"] is True and r["lost_deliveries"] == 0
+    assert r["outage_delivery_s"] > 0
+    assert r["champion_alias_dev"] == "2" and r["prod_champion_version"] == "1"
+    assert r["promotion_identical"] is True and r["promotion_refused"] is True
+    assert r["central_copy_source"] == "models:/streamly-churn-02c/2"
+    assert 0 < r["transit_median_s"] < 5 and r["latency_median_s"] > 0
+
+
+def lab_custom_pyfunc(r: dict[str, Any]) -> None:
+    assert r["checks_total"] == 6 and r["checks_passed"] == 6
+    assert r["churners_flagged"] > 0
+    assert "none" in r["offers"] and len(r["offers"]) >= 2
+
+
+def lab_registry_and_promotion(r: dict[str, Any]) -> None:
+    assert r["checks_total"] == 5 and r["checks_passed"] == 5
+    assert r["verdicts"] == {"2": "passed", "3": "failed"}
+    assert r["champion"] == "2" and r["prod_source"] == "models:/streamly-churn-lab02/2"
+
+
+EXPECTATIONS = {
+    "02a_models_and_flavors": models_and_flavors,
+    "02b_model_registry": model_registry,
+    "02c_webhooks_and_promotion": webhooks_and_promotion,
+    "02_lab_custom_pyfunc": lab_custom_pyfunc,
+    "02_lab_registry_and_promotion": lab_registry_and_promotion,
+}
