@@ -71,7 +71,6 @@ _SOLUTIONS_DIR = "solutions"
 _LABS_DIR = "labs"
 # Cell metadata written by executors and front ends; never copied into a lab.
 _VOLATILE_CELL_METADATA = ("execution", "ExecuteTime", "papermill", "collapsed", "scrolled")
-_HEADER_CELL_ID = "lab-generated-from-solution"
 
 _BEGIN_RE = re.compile(r"^\s*#\s*BEGIN\s+SOLUTION\s*$")
 _END_RE = re.compile(r"^\s*#\s*END\s+SOLUTION\s*$")
@@ -131,7 +130,6 @@ def render_lab(solution: nbformat.NotebookNode, source_name: str) -> nbformat.No
         f"> Generated from `{notebook_label}` by `course labs build` — "
         "edit the solution, not this file."
     )
-    header.id = _HEADER_CELL_ID
     lab.cells.append(header)
 
     uses_fill_in = False
@@ -159,6 +157,10 @@ def render_lab(solution: nbformat.NotebookNode, source_name: str) -> nbformat.No
             f"the lab uses FILL_IN but no cell kept in the lab imports it: "
             f"add `{FILL_IN_IMPORT}` to the imports cell",
         )
+    # Cell ids are their positions, as the nbstripout filter rewrites them on commit: a lab
+    # rendered now is then byte-identical to the committed one in a fresh clone.
+    for position, lab_cell in enumerate(lab.cells):
+        lab_cell.id = str(position)
     return lab
 
 
@@ -230,7 +232,6 @@ def _copy_cell(cell: nbformat.NotebookNode, source: str, index: int) -> nbformat
             new_cell.attachments = copy.deepcopy(cell.attachments)
     else:
         new_cell = nbformat.v4.new_raw_cell(source, metadata=metadata)
-    new_cell.id = cell.get("id") or f"cell-{index}"
     return new_cell
 
 
