@@ -88,6 +88,10 @@ def get_spark(app_name: str = "ml-in-production", settings: Settings | None = No
     jars = cached_jars(settings.jar_cache)
     # Spark's launcher otherwise picks a non-loopback interface for its own sockets.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (UDFs, mlflow spark_udf) must use this interpreter, not the first python3 on
+    # PATH: PySpark reads PYSPARK_PYTHON when it creates the context (the conf below alone is not
+    # enough for a script run as .venv/bin/python; its workers failed with "No module named pandas").
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     warehouse = settings.workspace / "spark-warehouse"
     builder = (
         SparkSession.builder.appName(app_name)
@@ -95,7 +99,6 @@ def get_spark(app_name: str = "ml-in-production", settings: Settings | None = No
         .config("spark.jars", ",".join(str(p) for p in jars))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        # Python workers (UDFs, mlflow spark_udf) must use this interpreter, not the first python3 on PATH.
         .config("spark.pyspark.python", sys.executable)
         .config("spark.sql.session.timeZone", "UTC")
         # Two cores and small data: 200 shuffle partitions would mean 200 tiny tasks per shuffle.
