@@ -41,17 +41,29 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from course_utils.doctor import format_results, run_doctor
+    from course_utils.doctor import (
+        ALL_CHECKS, QUICK_CHECKS, format_results, record_passing_round_trips, round_trips_still_valid, run_doctor,
+    )
     from course_utils.services import MLFLOW, status, stop
 
+    passed_at = round_trips_still_valid(settings) if args.skip_unchanged else None
+    if passed_at:
+        results = run_doctor(settings, QUICK_CHECKS)
+        print(format_results(results))
+        print(f"Spark + Delta and MLflow round trips skipped: they passed at {passed_at} and nothing they "
+              "depend on changed (lock file, jars, dataset manifest, Java). `course doctor` runs them all.")
+        return 0 if all(r.ok for r in results) else 1
     server_was_running = status(MLFLOW, settings).running
     try:
-        results = run_doctor(settings)
+        results = run_doctor(settings, ALL_CHECKS)
     finally:
         if not server_was_running:
             stop(MLFLOW, settings)  # the doctor leaves the machine as it found it
     print(format_results(results))
-    return 0 if all(r.ok for r in results) else 1
+    if all(r.ok for r in results):
+        record_passing_round_trips(settings)
+        return 0
+    return 1
 
 
 def cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,6 +138,15 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_jvm_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.spark import build_class_archive, class_archive_path
+
+    existed = class_archive_path(settings).is_file()
+    archive = build_class_archive(settings)
+    print(f"{'cached' if existed else 'built'} {archive.relative_to(settings.root)} ({archive.stat().st_size / 1e6:.0f} MB)")
+    return 0
+
+
 def cmd_fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
     from course_utils.jars import fetch_jars
 
@@ -172,7 +193,10 @@ def cmd_labs(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description="The ML-in-Production course workspace.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check Java, Spark + Delta, MLflow, ports and disk").set_defaults(func=cmd_doctor)
+    doctor = sub.add_parser("doctor", help="check Java, Spark + Delta, MLflow, ports and disk")
+    doctor.add_argument("--skip-unchanged", action="store_true",
+                        help="skip the Spark and MLflow round trips when they passed on the same lock, jars, datasets and Java (setup.sh)")
+    doctor.set_defaults(func=cmd_doctor)
     reset = sub.add_parser("reset", help="reset one lesson, or the whole workspace")
     reset.add_argument("lesson", nargs="?", help="lesson name, e.g. 01a_delta_lake (default: everything)")
     reset.set_defaults(func=cmd_reset)
@@ -186,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("action", choices=["up", "down", "status"])
     services.set_defaults(func=cmd_services)
     sub.add_parser("fetch-jars", help="fetch the Delta jars into .cache/jars (set-up)").set_defaults(func=cmd_fetch_jars)
+    sub.add_parser("jvm-archive", help="dump the JVM class archive that halves Spark's start-up (set-up)").set_defaults(func=cmd_jvm_archive)
     datasets = sub.add_parser("datasets", help="generate or verify the course datasets")
     datasets.add_argument("action", choices=["generate", "verify"])
     datasets.add_argument("--profile", choices=PROFILES, default=None)

@@ -6,10 +6,15 @@ the fix a learner should apply.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from course_utils.config import MIN_JAVA, Settings, load_settings
@@ -118,22 +123,58 @@ def check_disk(settings: Settings) -> CheckResult:
     return CheckResult("disk", True, f"{free_gb:.0f} GB free")
 
 
-ALL_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
-    check_java,
-    check_jars,
-    check_datasets,
-    check_ports,
-    check_disk,
-    check_spark_delta,
-    check_mlflow,
-)
+QUICK_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (check_java, check_jars, check_datasets, check_ports, check_disk)
+ROUND_TRIPS: tuple[Callable[[Settings], CheckResult], ...] = (check_spark_delta, check_mlflow)
+ALL_CHECKS = QUICK_CHECKS + ROUND_TRIPS
 
 
-def run_doctor(settings: Settings | None = None) -> list[CheckResult]:
-    """Run every check (later ones still run when an earlier one fails) and return the results."""
+def round_trip_inputs_digest(settings: Settings) -> str:
+    """A digest of what the round trips depend on: lock file, jars, dataset manifest, Java, JVM archive.
+
+    When it equals the digest of the last passing doctor, the round trips would exercise exactly
+    the same installation again, so ``setup.sh`` may skip them (``course doctor`` never does).
+    """
+    from course_utils.spark import class_archive_path, java_executable
+
+    digest = hashlib.sha256()
+    for path in (settings.root / "requirements.lock", settings.root / "pyproject.toml", settings.datasets / "manifest.json"):
+        digest.update(path.read_bytes() if path.is_file() else b"missing")
+    for jar in sorted(settings.jar_cache.glob("*.jar")):
+        digest.update(jar.name.encode() + hashlib.sha256(jar.read_bytes()).digest())
+    archive = class_archive_path(settings)
+    digest.update(f"{archive.name}:{archive.stat().st_size if archive.is_file() else 0}".encode())
+    java = java_executable()
+    version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr if java else "no java"
+    digest.update(version.encode())
+    return digest.hexdigest()
+
+
+def _stamp_path(settings: Settings) -> Path:
+    return settings.root / ".cache" / "doctor-passed.json"
+
+
+def round_trips_still_valid(settings: Settings) -> str | None:
+    """When the last full doctor passed on these exact inputs, the time it passed; else None."""
+    try:
+        stamp = json.loads(_stamp_path(settings).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return stamp.get("passed_at") if stamp.get("digest") == round_trip_inputs_digest(settings) else None
+
+
+def record_passing_round_trips(settings: Settings) -> None:
+    """Remember that every check passed on the current inputs."""
+    path = _stamp_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    passed_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path.write_text(json.dumps({"digest": round_trip_inputs_digest(settings), "passed_at": passed_at}))
+
+
+def run_doctor(settings: Settings | None = None, checks: tuple[Callable[[Settings], CheckResult], ...] = ALL_CHECKS) -> list[CheckResult]:
+    """Run ``checks`` (later ones still run when an earlier one fails) and return the results."""
     settings = settings or load_settings()
     results = []
-    for check in ALL_CHECKS:
+    for check in checks:
         started = time.perf_counter()
         try:
             result = check(settings)

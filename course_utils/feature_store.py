@@ -561,13 +561,6 @@ mlflow.models.set_model(FeatureLookupModel())
 MODEL_REQUIREMENTS = ("mlflow", "feast", "scikit-learn", "skops", "pandas", "pyarrow", "dask")
 
 
-def _pinned_requirements() -> list[str]:
-    """The model's pip requirements, pinned to what is installed (explicit: no slow inference run)."""
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS]
-
-
 def _feature_lookup_model_args(
     pipeline: Pipeline, feature_store_yaml_path: Path, scratch: Path, feature_service: str, on_unknown: OnUnknown
 ) -> dict[str, Any]:
@@ -576,7 +569,7 @@ def _feature_lookup_model_args(
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from course_utils.models import TRUSTED_TREE_TYPES
+    from course_utils.models import TRUSTED_TREE_TYPES, pinned_requirements
 
     if not Path(feature_store_yaml_path).is_file():
         raise FileNotFoundError(f"{feature_store_yaml_path} does not exist; write it with write_feature_store_yaml(repo_dir).")
@@ -586,7 +579,7 @@ def _feature_lookup_model_args(
     code.write_text(MODEL_CODE)
     churn_model = scratch / "churn_model"
     mlflow.sklearn.save_model(
-        pipeline, str(churn_model), skops_trusted_types=TRUSTED_TREE_TYPES, pip_requirements=_pinned_requirements()
+        pipeline, str(churn_model), skops_trusted_types=TRUSTED_TREE_TYPES, pip_requirements=pinned_requirements(MODEL_REQUIREMENTS)
     )
     return {
         "python_model": str(code),
@@ -596,7 +589,7 @@ def _feature_lookup_model_args(
             inputs=Schema([ColSpec("long", ENTITY_KEY), ColSpec("datetime", EVENT_TIMESTAMP, required=False)]),
             outputs=Schema([ColSpec("long", ENTITY_KEY), ColSpec("double", "churn_probability")]),
         ),
-        "pip_requirements": _pinned_requirements(),
+        "pip_requirements": pinned_requirements(MODEL_REQUIREMENTS),
     }
 
 

@@ -7,8 +7,10 @@ the prerequisite an earlier lesson would have left behind — so any lesson runs
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
+from course_utils.config import repo_root
 from course_utils.datasets import DRIFT_WINDOWS
 from course_utils.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
@@ -28,6 +30,29 @@ SHARED_TAG = "course_shared"
 # The tree structure is safe here because this course created the file itself; trusting
 # only this one reviewed type keeps every other check switched on.
 TRUSTED_TREE_TYPES = ["sklearn.tree._tree.Tree"]
+CHURN_MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+
+
+class LockFileError(LookupError):
+    """A package the model needs is not pinned in requirements.lock."""
+
+
+def pinned_requirements(packages: tuple[str, ...] = CHURN_MODEL_PACKAGES) -> list[str]:
+    """``pip_requirements`` for a model: each package at its version in ``requirements.lock``.
+
+    Passing them to ``log_model`` skips MLflow's requirement inference, which re-imports the
+    model in a subprocess at every call (5-8 s each); lesson 02a shows what inference captures.
+
+    >>> pinned_requirements(("mlflow",))[0].startswith("mlflow==")
+    True
+    """
+    lock = (repo_root() / "requirements.lock").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, flags=re.MULTILINE))
+    pins = {name.lower().replace("_", "-"): version for name, version in pins.items()}
+    missing = [name for name in packages if name.lower().replace("_", "-") not in pins]
+    if missing:
+        raise LockFileError(f"{', '.join(missing)} not pinned in requirements.lock; add it to requirements.in and re-lock.")
+    return [f"{name}=={pins[name.lower().replace('_', '-')]}" for name in packages]
 
 
 def reference_window() -> tuple[str, str]:
@@ -63,11 +88,18 @@ def feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_churn_model(pipeline: Pipeline, example: pd.DataFrame, **kwargs: Any) -> Any:
-    """Log a fitted churn pipeline with signature, input example and the trusted tree type."""
+    """Log a fitted churn pipeline with signature, input example and the trusted tree type.
+
+    Requirements are pinned from the lock file unless ``pip_requirements``, ``extra_pip_requirements``
+    or ``conda_env`` is given (``infer_requirements=True`` asks MLflow to infer them, as 02a shows).
+    """
     import mlflow
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, pipeline.predict(example))
+    environment_keys = ("pip_requirements", "extra_pip_requirements", "conda_env")
+    if not kwargs.pop("infer_requirements", False) and not any(key in kwargs for key in environment_keys):
+        kwargs["pip_requirements"] = pinned_requirements()
     return mlflow.sklearn.log_model(
         pipeline,
         name="model",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from course_utils.config import LOOPBACK, Settings
+from course_utils.models import pinned_requirements  # noqa: F401  (the notebooks' import path)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,17 +52,6 @@ DEFAULT_F1_TOLERANCE = 0.02
 
 class PromotionRefused(RuntimeError):
     """A CI/CD step refused to promote a model version (not validated, or failed validation)."""
-
-
-def pinned_requirements(packages: tuple[str, ...] = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")) -> list[str]:
-    """``pip_requirements`` for a churn model, pinned to the installed versions.
-
-    Passing them to ``log_model`` skips MLflow's requirement inference, which imports the model
-    in a subprocess at every log (seconds each); 02a shows what inference captures.
-    """
-    from importlib.metadata import version
-
-    return [f"{package}=={version(package)}" for package in packages]
 
 
 # --- extra MLflow servers --------------------------------------------------------------------

@@ -232,8 +232,13 @@ def start_tracking_server(settings: Settings | None = None) -> ServiceStatus:
 
 
 def tracking_server_env() -> dict[str, str]:
-    """Environment for the server: no telemetry, nothing phoned home."""
-    return {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    """Environment for the server: no telemetry, nothing phoned home, no job runner.
+
+    MLflow's job runner (six ``huey_consumer`` processes, ~1.5 GB per server) executes server-side
+    jobs such as trace roll-ups, which the course never uses; webhooks are delivered by the web
+    worker's own thread pool and do not need it (lesson 02c proves they still arrive).
+    """
+    return {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def ensure_tracking_server(settings: Settings | None = None) -> str:
