@@ -69,9 +69,16 @@ else
 fi
 
 # 4. Git filter that strips notebook outputs on commit (only inside a git checkout) ----------
-if git rev-parse --git-dir >/dev/null 2>&1 && ! git config --get filter.nbstripout.clean >/dev/null; then
-  say "Installing the nbstripout git filter"
-  .venv/bin/nbstripout --install
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  if ! git config --get filter.nbstripout.clean >/dev/null; then
+    say "Installing the nbstripout git filter"
+    .venv/bin/nbstripout --install
+  fi
+  # A fresh clone's files are as new as its index, so git cannot trust their timestamps and the first
+  # `git status` runs the filter (a Python process) on every notebook: ~60 s, paid by the first lesson
+  # that tags runs with the code version. Refreshing the index through a byte-for-byte filter is instant
+  # and exact for the stripped notebooks of a checkout; a notebook saved with outputs stays modified.
+  git -c filter.nbstripout.clean=cat status --porcelain >/dev/null
 fi
 
 # 5. Delta jars, once, into .cache/jars (Spark never downloads at run time) ------------------

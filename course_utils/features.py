@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from course_utils.datasets import FEATURE_WINDOW_DAYS, DatasetPaths
+from course_utils.timing import timed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,8 +116,9 @@ def require_customer_features(lesson: Lesson) -> str:
     """The shared customer feature Delta table, built once if no lesson has built it yet."""
     path = shared_table_path(lesson, FEATURE_TABLE)
     if not (path / "_delta_log").is_dir():
-        features = compute_customer_features(lesson.spark, lesson.datasets)
-        features.write.format("delta").mode("overwrite").partitionBy(TIMESTAMP_COLUMN).save(str(path))
+        with timed("prerequisite: customer features"):
+            features = compute_customer_features(lesson.spark, lesson.datasets)
+            features.write.format("delta").mode("overwrite").partitionBy(TIMESTAMP_COLUMN).save(str(path))
     return str(path)
 
 

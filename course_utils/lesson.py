@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from course_utils.config import PROFILES, Settings, load_settings
+from course_utils.timing import timed
 from course_utils.tracking import LESSON_TAG, delete_lesson_tracking
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Lesson:
     settings: Settings
     _spark: SparkSession | None = field(default=None, repr=False)
     _experiment_id: str | None = field(default=None, repr=False)
+    _datasets: DatasetPaths | None = field(default=None, repr=False)
 
     # --- paths -------------------------------------------------------------------------------
     @property
@@ -91,11 +93,13 @@ class Lesson:
 
     @property
     def datasets(self) -> DatasetPaths:
-        """The course dataset files for this lesson's profile (generated once if missing)."""
+        """The course dataset files for this lesson's profile (generated once if missing, verified once per lesson)."""
         from course_utils.datasets import dataset_paths, ensure_datasets
 
-        settings = self.settings if self.profile == self.settings.profile else _with_profile(self.settings, self.profile)
-        return dataset_paths(ensure_datasets(settings))
+        if self._datasets is None:
+            settings = self.settings if self.profile == self.settings.profile else _with_profile(self.settings, self.profile)
+            self._datasets = dataset_paths(ensure_datasets(settings))
+        return self._datasets
 
     # --- engines -----------------------------------------------------------------------------
     @property
@@ -202,7 +206,8 @@ def start_lesson(name: str, *, reset: bool = False, settings: Settings | None = 
         raise ValueError(f"profile={profile!r} is not a data profile; use one of {', '.join(PROFILES)}.")
     lesson = Lesson(name=name, params=dict(params), settings=settings)
     if reset:
-        lesson.reset()
+        with timed("lesson reset"):
+            lesson.reset()
     lesson.dir.mkdir(parents=True, exist_ok=True)
     lesson.record("params", lesson.params)
     return lesson

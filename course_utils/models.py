@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from course_utils.config import repo_root
 from course_utils.datasets import DRIFT_WINDOWS
 from course_utils.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from course_utils.timing import timed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,17 +132,18 @@ def require_champion(lesson: Lesson, name: str = CHURN_MODEL_NAME) -> str:
     except MlflowException:
         pass  # not there yet: build it below
 
-    start, end = reference_window()
-    frame = training_frame(lesson, start, end)
-    inputs = feature_frame(frame)
-    pipeline = churn_pipeline(lesson.seed).fit(inputs, frame[LABEL])
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.set_experiment("/course/shared-models")
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="champion-prerequisite") as run:
-        mlflow.log_params({"trained_from": start, "trained_to": end, "rows": len(frame), "built_by": lesson.name})
-        info = log_churn_model(pipeline, inputs)
-    if not client.search_registered_models(f"name = '{name}'"):
-        client.create_registered_model(name, tags={SHARED_TAG: "true"}, description="Streamly churn classifier (course prerequisite).")
-    version = client.create_model_version(name, info.model_uri, run_id=run.info.run_id, model_id=info.model_id)
-    client.set_registered_model_alias(name, CHAMPION, version.version)
+    with timed("prerequisite: champion"):
+        start, end = reference_window()
+        frame = training_frame(lesson, start, end)
+        inputs = feature_frame(frame)
+        pipeline = churn_pipeline(lesson.seed).fit(inputs, frame[LABEL])
+        mlflow.set_tracking_uri(tracking_uri)
+        experiment = mlflow.set_experiment("/course/shared-models")
+        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="champion-prerequisite") as run:
+            mlflow.log_params({"trained_from": start, "trained_to": end, "rows": len(frame), "built_by": lesson.name})
+            info = log_churn_model(pipeline, inputs)
+        if not client.search_registered_models(f"name = '{name}'"):
+            client.create_registered_model(name, tags={SHARED_TAG: "true"}, description="Streamly churn classifier (course prerequisite).")
+        version = client.create_model_version(name, info.model_uri, run_id=run.info.run_id, model_id=info.model_id)
+        client.set_registered_model_alias(name, CHAMPION, version.version)
     return champion_uri(name)

@@ -8,6 +8,7 @@ Python kernel and the JVM that Spark starts counted separately.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 import psutil
 
 from course_utils.config import KERNEL_NAME, Settings, load_settings
+from course_utils.timing import TIMINGS_ENV, read_phases
 
 MB = 1024 * 1024
 
@@ -37,6 +39,7 @@ class NotebookRun:
     peak_total_mb: float
     output: str
     error: str | None = None
+    breakdown: dict[str, float] | None = None  # seconds per phase, see time_breakdown()
 
 
 def is_runnable_notebook(path: Path) -> bool:
@@ -128,8 +131,12 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
 
     output = executed_path(notebook, settings)
     output.parent.mkdir(parents=True, exist_ok=True)
+    timings = output.with_suffix(".timings.jsonl")
+    timings.unlink(missing_ok=True)
     started = time.perf_counter()
     error: str | None = None
+    saved_timings_env = os.environ.get(TIMINGS_ENV)
+    os.environ[TIMINGS_ENV] = str(timings)  # the kernel inherits it and course_utils appends phases
     with PeakMemory() as memory:
         try:
             papermill.execute_notebook(
@@ -143,16 +150,47 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
             error = f"{type(exc).__name__}: {exc}"[:4000]
+        finally:
+            if saved_timings_env is None:
+                os.environ.pop(TIMINGS_ENV, None)
+            else:
+                os.environ[TIMINGS_ENV] = saved_timings_env
+    seconds = round(time.perf_counter() - started, 2)
     return NotebookRun(
         notebook=str(notebook.relative_to(settings.root) if notebook.is_relative_to(settings.root) else notebook),
         status="failed" if error else "passed",
-        seconds=round(time.perf_counter() - started, 2),
+        seconds=seconds,
         peak_python_mb=round(memory.python_mb, 1),
         peak_jvm_mb=round(memory.jvm_mb, 1),
         peak_total_mb=round(memory.total_mb, 1),
         output=str(output),
         error=error,
+        breakdown=time_breakdown(output, timings, seconds),
     )
+
+
+def time_breakdown(executed: Path, timings: Path, total_seconds: float) -> dict[str, float]:
+    """Where a notebook's time went: kernel start-up, imports, the phases course_utils timed, the rest.
+
+    - kernel start and save: wall time outside every cell (papermill's per-cell durations);
+    - imports: the first code cell;
+    - spark session start, prerequisite, server start, lesson reset: from ``timings``;
+    - lesson's own work: what remains of the cells' time.
+    """
+    cell_seconds: list[float] = []
+    if executed.is_file():
+        notebook = json.loads(executed.read_text())
+        for cell in notebook.get("cells", []):
+            if cell.get("cell_type") == "code":
+                cell_seconds.append(float((cell.get("metadata", {}).get("papermill") or {}).get("duration") or 0.0))
+    phases = read_phases(timings)
+    breakdown = {
+        "kernel start and save": max(0.0, total_seconds - sum(cell_seconds)),
+        "imports": cell_seconds[0] if cell_seconds else 0.0,
+        **phases,
+    }
+    breakdown["lesson's own work"] = max(0.0, sum(cell_seconds[1:]) - sum(phases.values()))
+    return {phase: round(value, 1) for phase, value in breakdown.items()}
 
 
 def run_notebooks(
@@ -170,6 +208,8 @@ def run_notebooks(
             f"(python {run.peak_python_mb:.0f} MB, JVM {run.peak_jvm_mb:.0f} MB)",
             flush=True,
         )
+        if run.breakdown:
+            print("  " + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in run.breakdown.items() if seconds >= 0.5), flush=True)
         if run.error:
             print(f"  {run.error.splitlines()[0] if run.error else ''}\n  see {run.output}", flush=True)
         runs.append(run)

@@ -26,6 +26,7 @@ import psutil
 
 from course_utils.config import LOOPBACK, Settings, load_settings
 from course_utils.ports import PortInUseError, is_port_free, wait_until_listening
+from course_utils.timing import timed
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,9 @@ def start_process(
     _pid_file(settings, name).write_text(json.dumps(record, indent=2))
     ready_url = f"http://{LOOPBACK}:{port}{ready_path}" if ready_path else None
     timeout_s = float(os.environ.get("COURSE_SERVICE_TIMEOUT", STARTUP_TIMEOUT_S))
-    if not _wait_for_start(process, port, timeout_s, ready_url):
+    with timed(f"server start: {name}"):
+        started = _wait_for_start(process, port, timeout_s, ready_url)
+    if not started:
         stop(name, settings)
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         raise ServiceError(f"{name} did not start on port {port}; last lines of {log_path}:\n{tail}")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from course_utils.config import DELTA_JARS, MIN_JAVA, Settings, load_settings
 from course_utils.jars import cached_jars
 from course_utils.ports import free_port
+from course_utils.timing import timed
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -159,7 +160,8 @@ def get_spark(
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "4")
         .config("spark.driver.extraJavaOptions", driver_java_options(settings, archive_at_exit))
     )
-    spark = builder.getOrCreate()
+    with timed("spark session start"):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 

@@ -113,3 +113,16 @@ def test_digest_covers_the_jars(tmp_path) -> None:
     settings.jar_cache.mkdir(parents=True)
     (settings.jar_cache / "delta-spark.jar").write_bytes(b"a jar")
     assert round_trip_inputs_digest(settings) != before
+
+
+def test_nested_phases_count_only_their_own_time(tmp_path, monkeypatch) -> None:
+    from course_utils.timing import TIMINGS_ENV, read_phases, timed
+
+    log = tmp_path / "timings.jsonl"
+    ticks = iter([0.0, 1.0, 3.0, 10.0])  # champion 0-10 s, spark start 1-3 s inside it
+    monkeypatch.setattr("course_utils.timing.time.time", lambda: next(ticks))
+    monkeypatch.setenv(TIMINGS_ENV, str(log))
+    with timed("prerequisite: champion"):
+        with timed("spark session start"):
+            pass
+    assert read_phases(log) == {"prerequisite": 8.0, "spark session start": 2.0}
