@@ -89,7 +89,9 @@ def check_spark_delta(settings: Settings) -> CheckResult:
 def check_mlflow(settings: Settings) -> CheckResult:
     """The tracking server answers and a model survives the registry round trip."""
     from course_utils.services import ServiceError, check_tracking_server, ensure_tracking_server
-    from course_utils.tracking import registry_round_trip
+    from course_utils.tracking import registry_round_trip, skip_unused_request_header_providers
+
+    skip_unused_request_header_providers()
 
     try:
         uri = ensure_tracking_server(settings)

@@ -115,7 +115,9 @@ class Lesson:
     def tracking_uri(self) -> str:
         """The tracking server URI, after making sure the server answers."""
         from course_utils.services import check_tracking_server, ensure_tracking_server
+        from course_utils.tracking import skip_unused_request_header_providers
 
+        skip_unused_request_header_providers()
         uri = ensure_tracking_server(self.settings)
         check_tracking_server(uri)
         return uri

@@ -8,6 +8,34 @@ import uuid
 logger = logging.getLogger(__name__)
 
 LESSON_TAG = "course_lesson"
+FEAST_HEADER_PROVIDER = ("mlflow.request_header_provider", "feast")
+
+
+def skip_unused_request_header_providers() -> None:
+    """Keep Feast's MLflow request-header plugin out of this process's MLflow client.
+
+    Feast registers an ``mlflow.request_header_provider`` entry point (Kubernetes tokens for its
+    own MLflow-backed data sources). MLflow loads every such plugin at a process's first request,
+    and loading Feast's imports all of ``feast``: measured 5-9 s in every kernel, receiver and
+    subprocess that talks to a tracking server, for a header the course's local servers never
+    need. Call this before the first MLflow request; lessons that use Feast still import it.
+    """
+    import sys
+
+    if "mlflow.tracking.request_header.registry" in sys.modules:
+        return  # the providers are registered once per process; too late to choose
+    import mlflow.utils.plugins as plugins
+
+    load_all = plugins.get_entry_points
+
+    def without_feast(group: str) -> list:
+        return [entry for entry in load_all(group) if (group, entry.name) != FEAST_HEADER_PROVIDER]
+
+    plugins.get_entry_points = without_feast
+    try:
+        import mlflow.tracking.request_header.registry  # noqa: F401  (registers the providers now)
+    finally:
+        plugins.get_entry_points = load_all
 
 
 def delete_lesson_tracking(tracking_uri: str, lesson_name: str, experiment_name: str) -> dict[str, int]:

@@ -382,6 +382,9 @@ def _main(argv: list[str] | None = None) -> None:
     job: ValidationJob | None = None
     if args.tracking_uri and args.holdout:
         from course_utils.registry import validation_job
+        from course_utils.tracking import skip_unused_request_header_providers
+
+        skip_unused_request_header_providers()  # ~5 s less before the first validation
 
         job = validation_job(args.tracking_uri, args.holdout)
     server = make_receiver(args.port, secret, args.log, job, args.tolerance_s)

@@ -126,3 +126,20 @@ def test_nested_phases_count_only_their_own_time(tmp_path, monkeypatch) -> None:
         with timed("spark session start"):
             pass
     assert read_phases(log) == {"prerequisite": 8.0, "spark session start": 2.0}
+
+
+def test_mlflow_requests_do_not_import_feast_through_its_header_plugin() -> None:
+    """Feast's request-header plugin is left out (it imports all of feast); MLflow's own providers stay."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from course_utils.tracking import skip_unused_request_header_providers\n"
+        "skip_unused_request_header_providers()\n"
+        "from mlflow.tracking.request_header.registry import _request_header_provider_registry, resolve_request_headers\n"
+        "print(sorted(type(p).__name__ for p in _request_header_provider_registry))\n"
+        "print('User-Agent' in resolve_request_headers(), 'feast' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["['DatabricksRequestHeaderProvider', 'DefaultRequestHeaderProvider']", "True False"], out
