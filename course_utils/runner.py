@@ -3,15 +3,20 @@
 ``course run [paths...]`` writes executed copies to ``build/executed/`` and a report to
 ``build/run-report.json``: status, seconds and peak memory per notebook, with the
 Python kernel and the JVM that Spark starts counted separately.
+
+:func:`run_twice_in_one_kernel` is the test suite's proof that a notebook runs twice in a row
+with the same result: "Run All", then "Run All" again in the same kernel, as an instructor
+re-running a demo does (see the README's "How the tests work").
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -233,3 +238,88 @@ def write_report(runs: list[NotebookRun], settings: Settings) -> Path:
         )
     )
     return report
+
+
+# NBVAL's marker, kept so the cells marked for output comparison need no change.
+CHECK_OUTPUT_MARKER = "# NBVAL_CHECK_OUTPUT"
+
+
+@dataclass
+class TwoRuns:
+    """Two executions of one notebook in one kernel: outputs, recorded results and times of each."""
+
+    notebook: str
+    runs: list[dict[str, Any]] = field(default_factory=list)  # per run: seconds, error, results
+    first_executed: str = ""
+    mismatched_outputs: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        return next((f"run {i + 1}: {r['error']}" for i, r in enumerate(self.runs) if r["error"]), None)
+
+
+def checked_outputs(notebook: Any) -> dict[int, list[str]]:
+    """Text outputs (stdout, results, errors) of the cells marked ``# NBVAL_CHECK_OUTPUT``, by cell index."""
+    marked: dict[int, list[str]] = {}
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or not cell.source.lstrip().startswith(CHECK_OUTPUT_MARKER):
+            continue
+        texts = []
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream" and output.name == "stdout":
+                texts.append(output.text)  # stderr carries warnings, which Python shows once per process
+            elif output.output_type in ("execute_result", "display_data"):
+                texts.append(str(output.get("data", {}).get("text/plain", "")))
+            elif output.output_type == "error":
+                texts.append(f"error: {output.ename}")
+        marked[index] = texts
+    return marked
+
+
+def run_twice_in_one_kernel(
+    notebook: Path, settings: Settings, parameters: dict[str, Any] | None = None, cell_timeout_s: int = 900
+) -> TwoRuns:
+    """Execute ``notebook`` top to bottom in a fresh kernel, then again in the same kernel.
+
+    Returns both runs' times, errors and recorded results (``lesson.record``); the first run's
+    executed copy is written under ``build/executed/``; ``mismatched_outputs`` lists the marked
+    cells whose text output differs between the runs. Never raises for a failing cell.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    source = parameterize_notebook(load_notebook_node(str(notebook)), parameters or {})
+    results_file = settings.results_dir / f"{notebook.stem}.json"
+    client = NotebookClient(copy.deepcopy(source), kernel_name=KERNEL_NAME, timeout=cell_timeout_s,
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    outcome = TwoRuns(notebook=str(notebook))
+    executed: list[Any] = []
+    with client.setup_kernel():
+        for _ in range(2):
+            run = copy.deepcopy(source)
+            started, error = time.perf_counter(), None
+            try:
+                for index, cell in enumerate(run.cells):
+                    if cell.cell_type == "code":
+                        client.execute_cell(cell, index)
+            except CellExecutionError as failure:
+                error = str(failure)[:4000]
+            results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+            outcome.runs.append({"seconds": round(time.perf_counter() - started, 2), "error": error, "results": results})
+            executed.append(run)
+            if error:
+                break  # a failed first run proves nothing about a second one
+    output = executed_path(notebook, settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(executed[0], str(output))
+    outcome.first_executed = str(output)
+    if len(executed) == 2:
+        first, second = checked_outputs(executed[0]), checked_outputs(executed[1])
+        outcome.mismatched_outputs = [
+            f"cell {index}:\n  first run:  {first[index]}\n  second run: {second.get(index)}"
+            for index in first if first[index] != second.get(index)
+        ]
+    return outcome

@@ -63,3 +63,40 @@ def test_cli_services_status_reports_nothing_running(capsys, tmp_path, monkeypat
     assert main(["services", "status"]) == 0
     out = capsys.readouterr().out
     assert "mlflow: not running" in out and "jupyterlab: not running" in out
+
+
+def _notebook(folder, *cells: str, parameters: str = "counter_file = 'runs.txt'"):
+    """A small notebook: a parameters cell, then ``cells`` as code cells."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+    notebook.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    notebook.metadata["kernelspec"] = {"name": "ml-in-production", "display_name": "course", "language": "python"}
+    path = folder / "probe.ipynb"
+    nbformat.write(notebook, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_the_second_run_catches_a_notebook_that_is_not_idempotent(tmp_path) -> None:
+    """A marked cell whose output depends on an earlier run differs; a cell that fails the second time fails."""
+    from course_utils.runner import run_twice_in_one_kernel
+
+    settings = replace(load_settings({}), root=tmp_path, workspace=tmp_path / "workspace")
+    counting = _notebook(
+        tmp_path,
+        "from pathlib import Path\nruns = Path(counter_file)\nruns.write_text(runs.read_text() + 'x' if runs.exists() else 'x')",
+        "# NBVAL_CHECK_OUTPUT\nprint(f'runs so far: {len(runs.read_text())}')",
+        "print('unchecked output may differ:', len(runs.read_text()))",
+    )
+    outcome = run_twice_in_one_kernel(counting, settings)
+    assert outcome.error is None and len(outcome.runs) == 2
+    assert len(outcome.mismatched_outputs) == 1 and "runs so far: 1" in outcome.mismatched_outputs[0]
+    assert "runs so far: 2" in outcome.mismatched_outputs[0]
+
+    (tmp_path / "created.txt").unlink(missing_ok=True)
+    creating = _notebook(tmp_path, "open('created.txt', 'x').write('only once')")
+    outcome = run_twice_in_one_kernel(creating, settings)
+    assert outcome.runs[0]["error"] is None and "FileExistsError" in outcome.runs[1]["error"]
+    assert outcome.error.startswith("run 2: ")
