@@ -108,11 +108,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"COURSE_MLFLOW_PORT={port_text!r} is not a usable port; give a number from 1024 to 65535."
         )
     workspace = Path(env.get("COURSE_WORKSPACE", root / "workspace")).expanduser().resolve()
+    external_uri = env.get("MLFLOW_TRACKING_URI") or None
+    if external_uri and external_uri.rstrip("/") == f"http://{LOOPBACK}:{port_text}":
+        # mlflow.set_tracking_uri() exports the variable: pointing it at the course's own server
+        # (as every lesson does) must not turn that server into an "external" one nobody starts.
+        external_uri = None
     return Settings(
         root=root,
         workspace=workspace,
         spark_master=env.get("COURSE_SPARK_MASTER", "local[2]"),
         mlflow_port=int(port_text),
-        external_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+        external_tracking_uri=external_uri,
         profile=profile,
     )

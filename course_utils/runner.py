@@ -306,7 +306,7 @@ def run_twice_in_one_kernel(
                     if cell.cell_type == "code":
                         client.execute_cell(cell, index)
             except CellExecutionError as failure:
-                error = str(failure)[:4000]
+                error = _readable(str(failure))
             results = json.loads(results_file.read_text()) if results_file.is_file() else {}
             outcome.runs.append({"seconds": round(time.perf_counter() - started, 2), "error": error, "results": results})
             executed.append(run)
@@ -323,3 +323,11 @@ def run_twice_in_one_kernel(
             for index in first if first[index] != second.get(index)
         ]
     return outcome
+
+
+def _readable(message: str, head: int = 1500, tail: int = 3000) -> str:
+    """A cell error without terminal colours, shortened in the middle: the cell, then the exception."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    return plain if len(plain) <= head + tail else f"{plain[:head]}\n[...]\n{plain[-tail:]}"

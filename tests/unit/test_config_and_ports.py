@@ -54,3 +54,11 @@ def test_port_helpers_see_a_real_listener() -> None:
         server.listen()
         assert not is_port_free(port)
         assert is_listening(port)
+
+
+def test_the_course_servers_own_uri_in_the_environment_is_not_an_external_server() -> None:
+    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; the course's own address keeps it the course's."""
+    own = load_settings({"COURSE_MLFLOW_PORT": "5123", "MLFLOW_TRACKING_URI": "http://127.0.0.1:5123/"})
+    assert own.uses_own_tracking_server and own.tracking_uri == "http://127.0.0.1:5123"
+    other = load_settings({"COURSE_MLFLOW_PORT": "5123", "MLFLOW_TRACKING_URI": "http://127.0.0.1:6000"})
+    assert not other.uses_own_tracking_server and other.tracking_uri == "http://127.0.0.1:6000"
