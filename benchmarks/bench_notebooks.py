@@ -5,10 +5,12 @@ per notebook, beside the figures from before the speed work (``benchmarks/before
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
+from unittest import mock
 
 from course_utils.ports import free_port
 from course_utils.runner import run_notebooks
@@ -20,19 +22,13 @@ BEFORE = Path(__file__).with_name("before.json")
 def run(settings) -> dict:
     workspace = Path(tempfile.mkdtemp(prefix="course-bench-workspace-"))
     fresh = replace(settings, workspace=workspace, mlflow_port=free_port(), profile="ci")
-    import os
-
-    saved = {key: os.environ.get(key) for key in ("COURSE_WORKSPACE", "COURSE_MLFLOW_PORT")}
-    os.environ.update({"COURSE_WORKSPACE": str(workspace), "COURSE_MLFLOW_PORT": str(fresh.mlflow_port)})
+    # The kernels read the workspace and port from the environment; patch.dict restores it afterwards.
+    fresh_env = {"COURSE_WORKSPACE": str(workspace), "COURSE_MLFLOW_PORT": str(fresh.mlflow_port)}
     try:
-        runs = run_notebooks([], fresh)
+        with mock.patch.dict(os.environ, fresh_env):
+            runs = run_notebooks([], fresh)
     finally:
         stop(MLFLOW, fresh)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         shutil.rmtree(workspace, ignore_errors=True)
     before = json.loads(BEFORE.read_text())
     notebooks = {

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+from unittest import mock
 
 import psutil
 
@@ -140,9 +141,8 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
     timings.unlink(missing_ok=True)
     started = time.perf_counter()
     error: str | None = None
-    saved_timings_env = os.environ.get(TIMINGS_ENV)
-    os.environ[TIMINGS_ENV] = str(timings)  # the kernel inherits it and course_utils appends phases
-    with PeakMemory() as memory:
+    # The kernel inherits the variable and course_utils appends its phases to that file.
+    with PeakMemory() as memory, mock.patch.dict(os.environ, {TIMINGS_ENV: str(timings)}):
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -155,11 +155,6 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
             error = f"{type(exc).__name__}: {exc}"[:4000]
-        finally:
-            if saved_timings_env is None:
-                os.environ.pop(TIMINGS_ENV, None)
-            else:
-                os.environ[TIMINGS_ENV] = saved_timings_env
     seconds = round(time.perf_counter() - started, 2)
     return NotebookRun(
         notebook=str(notebook.relative_to(settings.root) if notebook.is_relative_to(settings.root) else notebook),

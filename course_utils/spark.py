@@ -174,10 +174,10 @@ def get_spark(
 
 
 def build_class_archive(settings: Settings | None = None) -> Path:
-    """Dump the JVM class archive once (``setup.sh``): a Delta round trip in a child process.
+    """Dump the JVM class archive once (``setup.sh``), from a warm-up in a child process.
 
-    The JVM writes the archive when it exits, so the warm-up runs in its own Python process,
-    which loads the classes the lessons use (Delta write, append, MERGE, time travel, pandas).
+    The JVM writes the archive when it exits, so the warm-up (:func:`_archive_warm_up`) runs in
+    its own Python process.
     """
     settings = settings or load_settings()
     archive = class_archive_path(settings)
