@@ -118,22 +118,12 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.jupyter import start_jupyterlab
     from course_utils.ports import free_port
-    from course_utils.services import ensure_tracking_server, start_process
+    from course_utils.services import ensure_tracking_server
 
     uri = ensure_tracking_server(settings)
-    port = args.port or free_port()
-    token = os.environ.get("JUPYTER_TOKEN") or os.urandom(16).hex()
-    url = f"http://{LOOPBACK}:{port}/lab?token={token}"
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.ip={LOOPBACK}", f"--ServerApp.port={port}",
-        f"--ServerApp.root_dir={settings.root}", f"--IdentityProvider.token={token}",
-        # Offline: no extension listing from PyPI, no update or news checks.
-        "--LabApp.extension_manager=readonly", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:
-        command.append("--ServerApp.allow_root=True")  # containers and CI machines run as root
-    start_process("jupyterlab", command, port, url, settings, env={"MLFLOW_TRACKING_URI": uri})
+    url = start_jupyterlab(settings, args.port or free_port(), uri)
     print(f"MLflow UI:   {uri}\nJupyterLab:  {url}\nStop both with `.venv/bin/course services down`.")
     return 0
 
