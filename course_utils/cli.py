@@ -8,36 +8,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from course_utils.config import LOOPBACK, PROFILES, Settings, load_settings
+from course_utils.config import PROFILES, Settings, load_settings, loopback_proxy_bypass
+from course_utils.errors import CourseError
 
 
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from course_utils.datasets import DatasetError
-    from course_utils.jars import JarCacheError
-    from course_utils.labs import LabSourceError
-    from course_utils.lesson import UnknownLessonError
-    from course_utils.ports import PortInUseError
-    from course_utils.runner import NotebookPathError
-    from course_utils.services import ServiceError
-    from course_utils.spark import JavaError
-
-    return (
-        DatasetError,
-        JarCacheError,
-        LabSourceError,
-        UnknownLessonError,
-        PortInUseError,
-        NotebookPathError,
-        ServiceError,
-        JavaError,
-        ValueError,
-    )
+def _port_number(text: str) -> int:
+    """argparse type: a TCP port a learner's program may listen on."""
+    if not text.isdigit() or not 1024 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable port; give a number from 1024 to 65535")
+    return int(text)
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,52 +51,73 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
     from course_utils.lesson import Lesson, validate_lesson_name
-    from course_utils.services import MLFLOW, stop
+    from course_utils.services import stop_all
+    from course_utils.workspace import reset_workspace
 
     if args.lesson:
         validate_lesson_name(args.lesson, settings)
         Lesson(name=args.lesson, params={}, settings=settings).reset()
         print(f"Reset lesson {args.lesson}: its folder, results, MLflow runs and registered models are gone.")
         return 0
-    stop(MLFLOW, settings)
-    stop("jupyterlab", settings)
-    shutil.rmtree(settings.workspace, ignore_errors=True)
-    print(f"Reset the whole workspace ({settings.workspace}); datasets and the jar cache are kept.")
+    for name, stopped in stop_all(settings).items():
+        if stopped:
+            print(f"stopped {name}")
+    kept = reset_workspace(settings)
+    print(f"Reset the course's workspace ({settings.workspace}): every lesson's data, MLflow runs and registered "
+          "models are gone; datasets and the jar cache are kept.")
+    if kept:
+        print(f"Kept {len(kept)} entries that are not the course's: {', '.join(sorted(kept))}.")
     return 0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from course_utils.runner import collect_notebooks, run_notebooks
-    from course_utils.services import MLFLOW, status, stop
+    from course_utils.services import service_names, status, stop, stop_child_processes
 
     collect_notebooks(args.paths, settings)  # fail fast on a bad path, before anything runs
-    server_was_running = status(MLFLOW, settings).running
+    running_before = {name for name in service_names(settings) if status(name, settings).running}
+    interrupted = False
     try:
         runs = run_notebooks(args.paths, settings)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        if not server_was_running:
-            stop(MLFLOW, settings)  # leave the machine as we found it
+        # Leave the machine as we found it: every service the notebooks started, then kernels and JVMs.
+        for name in service_names(settings):
+            if name not in running_before:
+                stop(name, settings)
+        stop_child_processes()
+        if interrupted:
+            print(f"interrupted; nothing the run started is left running; report: {settings.build / 'run-report.json'}",
+                  file=sys.stderr)
     failed = [r for r in runs if r.status != "passed"]
     print(f"{len(runs) - len(failed)} passed, {len(failed)} failed; report: {settings.build / 'run-report.json'}")
     return 1 if failed else 0
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
-    from course_utils.services import MLFLOW, start_tracking_server, status, stop
+    from course_utils.services import MLFLOW, start_tracking_server, status, status_all, stop_all
 
     if args.action == "up":
         if not settings.uses_own_tracking_server:
-            print(f"MLFLOW_TRACKING_URI is set ({settings.tracking_uri}): nothing to start.")
+            print(f"MLFLOW_TRACKING_URI is set ({settings.tracking_uri}): the course uses that server, "
+                  "so there is nothing to start here.")
             return 0
         state = start_tracking_server(settings)
         print(f"MLflow tracking server: {state.url} (pid {state.pid}, log {state.log})")
     elif args.action == "down":
-        for name in (MLFLOW, "jupyterlab"):
-            print(f"{name}: {'stopped' if stop(name, settings) else 'was not running (by our pid file)'}")
+        stopped = stop_all(settings)
+        for name, was_stopped in stopped.items():
+            print(f"{name}: {'stopped' if was_stopped else 'was not running'}")
+        if not stopped:
+            print("no course service was running")
     else:
-        for name in (MLFLOW, "jupyterlab"):
-            state = status(name, settings)
-            print(f"{name}: {'running at ' + str(state.url) + f' (pid {state.pid})' if state.running else 'not running'}")
+        states = status_all(settings)
+        if not any(state.name == MLFLOW for state in states):
+            states.insert(0, status(MLFLOW, settings))
+        for state in states:
+            print(state.describe())
     return 0
 
 
@@ -122,8 +126,12 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
     from course_utils.ports import free_port
     from course_utils.services import ensure_tracking_server
 
+    port = args.port or free_port()
+    if port == settings.mlflow_port:
+        raise ValueError(f"--port {port} is the MLflow server's port (COURSE_MLFLOW_PORT); give JupyterLab another, "
+                         "or leave --port out to get a free one.")
     uri = ensure_tracking_server(settings)
-    url = start_jupyterlab(settings, args.port or free_port(), uri)
+    url = start_jupyterlab(settings, port, uri)
     print(f"MLflow UI:   {uri}\nJupyterLab:  {url}\nStop both with `.venv/bin/course services down`.")
     return 0
 
@@ -194,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("paths", nargs="*", type=Path, help="notebooks or folders (default: all)")
     run.set_defaults(func=cmd_run)
     lab = sub.add_parser("lab", help="start the MLflow server and JupyterLab on 127.0.0.1")
-    lab.add_argument("--port", type=int, default=None, help="JupyterLab port (default: a free one)")
+    lab.add_argument("--port", type=_port_number, default=None, help="JupyterLab port, 1024-65535 (default: a free one)")
     lab.set_defaults(func=cmd_lab)
     services = sub.add_parser("services", help="start, stop or show the background services")
     services.add_argument("action", choices=["up", "down", "status"])
@@ -215,19 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``course`` command."""
     args = build_parser().parse_args(argv)
+    # The course's own traffic is loopback only and must never go through HTTP(S)_PROXY.
+    os.environ.update(loopback_proxy_bypass(os.environ))
     try:
         settings = load_settings()
         if getattr(args, "profile", "unset") is None:
             args.profile = settings.profile
         return int(args.func(args, settings))
-    except _expected_errors() as error:
+    except (CourseError, ValueError, subprocess.CalledProcessError) as error:
         print(f"course {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    except subprocess.CalledProcessError as error:
-        print(f"course {args.command}: {error}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+
 # Delta's jars must match the delta-spark Python package in requirements.lock.
 DELTA_VERSION = "4.4.0"
 SPARK_MINOR = "4.1"
@@ -36,6 +37,10 @@ KERNEL_NAME = "ml-in-production"
 PROFILES = ("ci", "full")
 DEFAULT_MLFLOW_PORT = 5005
 LOOPBACK = "127.0.0.1"
+# Spark master URL forms (https://spark.apache.org/docs/latest/submitting-applications.html#master-urls).
+SPARK_MASTER_PREFIXES = ("local", "spark://", "yarn", "k8s://", "mesos://", "sc://")
+# Tracking URI forms the course supports for MLFLOW_TRACKING_URI.
+TRACKING_URI_PREFIXES = ("http://", "https://", "file:", "sqlite:", "postgresql", "mysql", "mssql", "databricks")
 
 
 def repo_root() -> Path:
@@ -108,16 +113,39 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"COURSE_MLFLOW_PORT={port_text!r} is not a usable port; give a number from 1024 to 65535."
         )
     workspace = Path(env.get("COURSE_WORKSPACE", root / "workspace")).expanduser().resolve()
+    if workspace.exists() and not workspace.is_dir():
+        raise ValueError(f"COURSE_WORKSPACE={str(workspace)!r} is a file, not a folder; point it at a folder "
+                         "the course may create and own, e.g. unset it to use <repo>/workspace.")
     external_uri = env.get("MLFLOW_TRACKING_URI") or None
+    if external_uri and not external_uri.startswith(TRACKING_URI_PREFIXES):
+        raise ValueError(f"MLFLOW_TRACKING_URI={external_uri!r} is not a tracking URI; give a server URL such as "
+                         "http://host:5000, or unset it to use the course's own server.")
     if external_uri and external_uri.rstrip("/") == f"http://{LOOPBACK}:{port_text}":
         # mlflow.set_tracking_uri() exports the variable: pointing it at the course's own server
         # (as every lesson does) must not turn that server into an "external" one nobody starts.
         external_uri = None
+    spark_master = env.get("COURSE_SPARK_MASTER", "local[2]")
+    if not spark_master.startswith(SPARK_MASTER_PREFIXES):
+        raise ValueError(f"COURSE_SPARK_MASTER={spark_master!r} is not a Spark master URL; use local[2], "
+                         "spark://host:7077 (a standalone cluster) or sc://host:15002 (Spark Connect), or unset it.")
     return Settings(
         root=root,
         workspace=workspace,
-        spark_master=env.get("COURSE_SPARK_MASTER", "local[2]"),
+        spark_master=spark_master,
         mlflow_port=int(port_text),
         external_tracking_uri=external_uri,
         profile=profile,
     )
+
+
+def loopback_proxy_bypass(environ: Mapping[str, str]) -> dict[str, str]:
+    """``NO_PROXY``/``no_proxy`` with 127.0.0.1 and localhost added: the course's own traffic never uses a proxy.
+
+    Corporate laptops often set ``HTTP(S)_PROXY`` without ``NO_PROXY``; requests (and so MLflow's
+    client) would then send even loopback calls to the proxy, which cannot reach them.
+    """
+    merged = {}
+    for key in ("NO_PROXY", "no_proxy"):
+        entries = [entry.strip() for entry in environ.get(key, "").split(",") if entry.strip()]
+        merged[key] = ",".join(entries + [host for host in (LOOPBACK, "localhost") if host not in entries])
+    return {**dict(environ), **merged}

@@ -44,11 +44,12 @@ import numpy as np
 import pandas as pd
 
 from course_utils.config import Settings
+from course_utils.errors import CourseError
 
 logger = logging.getLogger(__name__)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(CourseError, RuntimeError):
     """A generated dataset is missing, incomplete or differs from the manifest."""
 
 

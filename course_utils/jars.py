@@ -13,11 +13,12 @@ import zipfile
 from pathlib import Path
 
 from course_utils.config import DELTA_JARS
+from course_utils.errors import CourseError
 
 logger = logging.getLogger(__name__)
 
 
-class JarCacheError(RuntimeError):
+class JarCacheError(CourseError, RuntimeError):
     """The jar cache is missing or damaged."""
 
 

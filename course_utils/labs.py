@@ -47,6 +47,8 @@ from pathlib import Path
 
 import nbformat
 
+from course_utils.errors import CourseError
+
 __all__ = [
     "EXERCISE_TAG",
     "SOLUTION_ONLY_TAG",
@@ -83,7 +85,7 @@ _RETURN_RE = re.compile(r"^return\s+\S")
 _FILL_IN_IMPORT_RE = re.compile(r"^\s*(from\s+\S+\s+)?import\s+.*\bFILL_IN\b", re.MULTILINE)
 
 
-class LabSourceError(ValueError):
+class LabSourceError(CourseError, ValueError):
     """A solution notebook whose markers cannot be turned into a lab."""
 
     def __init__(self, notebook: str, cell_index: int | None, problem: str) -> None:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from course_utils.config import PROFILES, Settings, load_settings
+from course_utils.config import PROFILES, Settings, load_settings, loopback_proxy_bypass
+from course_utils.errors import CourseError
 from course_utils.timing import timed
 from course_utils.tracking import LESSON_TAG, delete_lesson_tracking
+from course_utils.workspace import claim_workspace
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class UnknownLessonError(ValueError):
+class UnknownLessonError(CourseError, ValueError):
     """The lesson name matches no notebook in the course."""
 
 
@@ -203,9 +206,9 @@ def start_lesson(name: str, *, reset: bool = False, settings: Settings | None = 
     """
     settings = settings or load_settings()
     validate_lesson_name(name, settings)
-    profile = params.get("profile", settings.profile)
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not a data profile; use one of {', '.join(PROFILES)}.")
+    validate_params(reset=reset, **params)
+    os.environ.update(loopback_proxy_bypass(os.environ))  # MLflow's client must reach 127.0.0.1 directly
+    claim_workspace(settings)
     lesson = Lesson(name=name, params=dict(params), settings=settings)
     if reset:
         with timed("lesson reset"):
@@ -213,6 +216,22 @@ def start_lesson(name: str, *, reset: bool = False, settings: Settings | None = 
     lesson.dir.mkdir(parents=True, exist_ok=True)
     lesson.record("params", lesson.params)
     return lesson
+
+
+def validate_params(reset: Any = False, **params: Any) -> None:
+    """Check a notebook's parameters where they enter, so a typo fails here and not cells later.
+
+    Raises:
+        ValueError: naming the parameter, the value given, and what it should be.
+    """
+    if not isinstance(reset, bool):
+        raise ValueError(f"reset={reset!r} should be True or False.")
+    seed = params.get("seed", 42)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} should be a whole number of 0 or more, e.g. seed=42.")
+    profile = params.get("profile", PROFILES[0])
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not a data profile; use one of {', '.join(PROFILES)}.")
 
 
 def _with_profile(settings: Settings, profile: str) -> Settings:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from course_utils.config import repo_root
 from course_utils.datasets import DRIFT_WINDOWS
+from course_utils.errors import CourseError
 from course_utils.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from course_utils.timing import timed
 
@@ -34,7 +35,7 @@ TRUSTED_TREE_TYPES = ["sklearn.tree._tree.Tree"]
 CHURN_MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 
 
-class LockFileError(LookupError):
+class LockFileError(CourseError, LookupError):
     """A package the model needs is not pinned in requirements.lock."""
 
 

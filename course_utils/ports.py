@@ -6,9 +6,10 @@ import socket
 import time
 
 from course_utils.config import LOOPBACK
+from course_utils.errors import CourseError
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(CourseError, RuntimeError):
     """A port the course needs is taken by another process."""
 
 

@@ -119,12 +119,10 @@ def wait_until_healthy(url: str, timeout_s: float = 120.0) -> None:
 
 def stop_at_exit(names: list[str], settings: Settings) -> None:
     """Stop these services when the Python process ends, even after a failing cell (kernel shutdown)."""
-    import atexit
-
-    from course_utils.services import stop
+    from course_utils import services
 
     for name in names:
-        atexit.register(stop, name, settings)
+        services.stop_at_exit(name, settings)
 
 
 def stop_registry_server(name: str, settings: Settings) -> bool:

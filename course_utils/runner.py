@@ -24,12 +24,13 @@ from unittest import mock
 import psutil
 
 from course_utils.config import KERNEL_NAME, Settings, load_settings
+from course_utils.errors import CourseError
 from course_utils.timing import TIMINGS_ENV, read_phases
 
 MB = 1024 * 1024
 
 
-class NotebookPathError(ValueError):
+class NotebookPathError(CourseError, ValueError):
     """A path given to ``course run`` is not a notebook or a folder of notebooks."""
 
 
@@ -38,7 +39,7 @@ class NotebookRun:
     """The outcome of executing one notebook."""
 
     notebook: str
-    status: str  # "passed" or "failed"
+    status: str  # "passed", "failed" or "interrupted"
     seconds: float
     peak_python_mb: float
     peak_jvm_mb: float
@@ -71,6 +72,13 @@ def collect_notebooks(paths: Iterable[Path], settings: Settings) -> list[Path]:
                 "(paths are relative to the current directory)."
             )
     if not found:
+        labs = [p for path in given if path.resolve().is_dir() for p in path.resolve().rglob("*.ipynb")]
+        if labs:
+            raise NotebookPathError(
+                f"No runnable notebooks under {', '.join(map(str, given))}: labs are skipped on purpose, their "
+                "FILL_IN gaps are for you to complete. Run a lab by opening it in `course lab`, or run its worked "
+                "solution, e.g. `course run notebooks/01_experimentation/solutions`."
+            )
         raise NotebookPathError(f"No runnable notebooks under {', '.join(map(str, given))}.")
     return sorted(set(found), key=lambda p: _course_order_key(p, settings))
 
@@ -140,7 +148,6 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
     timings = output.with_suffix(".timings.jsonl")
     timings.unlink(missing_ok=True)
     started = time.perf_counter()
-    error: str | None = None
     # The kernel inherits the variable and course_utils appends its phases to that file.
     with PeakMemory() as memory, mock.patch.dict(os.environ, {TIMINGS_ENV: str(timings)}):
         try:
@@ -153,12 +160,16 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
                 progress_bar=False,
                 request_save_on_cell_execute=False,
             )
+        except KeyboardInterrupt:
+            error, state = "interrupted (Ctrl-C) before the notebook finished", "interrupted"
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
-            error = f"{type(exc).__name__}: {exc}"[:4000]
+            error, state = failure_summary(exc, output), "failed"
+        else:
+            state = "passed"
     seconds = round(time.perf_counter() - started, 2)
     return NotebookRun(
         notebook=str(notebook.relative_to(settings.root) if notebook.is_relative_to(settings.root) else notebook),
-        status="failed" if error else "passed",
+        status=state,
         seconds=seconds,
         peak_python_mb=round(memory.python_mb, 1),
         peak_jvm_mb=round(memory.jvm_mb, 1),
@@ -167,6 +178,25 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
         error=error,
         breakdown=time_breakdown(output, timings, seconds),
     )
+
+
+def failure_summary(error: Exception, executed: Path, source_lines: int = 6) -> str:
+    """Which cell failed, with what exception and message, and where the executed copy is.
+
+    papermill's own message starts with a line of dashes, so its first line says nothing.
+    """
+    import re
+
+    cell_index = getattr(error, "cell_index", None)
+    if cell_index is None:
+        return f"{type(error).__name__}: {error}"[:4000]
+    source = str(getattr(error, "source", "")).strip().splitlines()
+    shown = "\n".join(f"    | {line}" for line in source[:source_lines])
+    more = f"\n    | ... ({len(source) - source_lines} more lines)" if len(source) > source_lines else ""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(error, "evalue", "")))
+    copy = f"executed copy with the full traceback: {executed}" if executed.is_file() else "no executed copy was written"
+    return (f"cell {cell_index} (In [{getattr(error, 'exec_count', '?')}]) raised "
+            f"{getattr(error, 'ename', type(error).__name__)}: {message}\n{shown}{more}\n  {copy}")[:4000]
 
 
 def time_breakdown(executed: Path, timings: Path, total_seconds: float) -> dict[str, float]:
@@ -211,8 +241,11 @@ def run_notebooks(
         if run.breakdown:
             print("  " + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in run.breakdown.items() if seconds >= 0.5), flush=True)
         if run.error:
-            print(f"  {run.error.splitlines()[0] if run.error else ''}\n  see {run.output}", flush=True)
+            print(f"  {run.error}", flush=True)
         runs.append(run)
+        if run.status == "interrupted":
+            write_report(runs, settings)
+            raise KeyboardInterrupt
     write_report(runs, settings)
     return runs
 
@@ -227,6 +260,7 @@ def write_report(runs: list[NotebookRun], settings: Settings) -> Path:
                 "profile": settings.profile,
                 "passed": sum(r.status == "passed" for r in runs),
                 "failed": sum(r.status == "failed" for r in runs),
+                "interrupted": sum(r.status == "interrupted" for r in runs),
                 "notebooks": [asdict(r) for r in runs],
             },
             indent=2,

@@ -27,9 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import atexit
 import json
-import logging
 import math
 import os
 import sys
@@ -39,13 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from course_utils.config import LOOPBACK, Settings, load_settings
-from course_utils.ports import free_port, is_listening, is_port_free
+from course_utils.ports import free_port, is_listening
 
 if TYPE_CHECKING:
     import pandas as pd
     import requests
 
-logger = logging.getLogger(__name__)
 
 DEFAULT_SERVER_NAME = "model-server"
 REQUEST_FORMATS = ("dataframe_split", "dataframe_records", "inputs")
@@ -143,7 +140,6 @@ def start_model_server(
         course_utils.services.ServiceError: the server exited or did not answer ``/ping`` within
             ``COURSE_SERVICE_TIMEOUT`` seconds (the message shows the end of its log).
     """
-    from course_utils.ports import PortInUseError
     from course_utils.services import ServiceError, start_process, status
 
     settings = settings or load_settings()
@@ -153,17 +149,13 @@ def start_model_server(
             f"Stop it first with stop_model_server({name!r}) or give another name."
         )
     port = port or free_port()
-    if not is_port_free(port):
-        raise PortInUseError(f"Port {port} on {LOOPBACK} is taken; leave port=None to get a free one.")
     url = f"http://{LOOPBACK}:{port}"
     # The port listens before the model is loaded; /ping answers 200 only once it is.
     started = start_process(
-        name, serve_command(model_uri, port, workers), port, url, settings, env=serving_env(tracking_uri), ready_path="/ping"
+        name, serve_command(model_uri, port, workers), port, url, settings, env=serving_env(tracking_uri),
+        ready_path="/ping", port_setting="leave port=None to get a free one", stop_at_exit=stop_at_exit,
     )
-    server = ModelServer(name=name, model_uri=model_uri, port=port, pid=int(started.pid or 0), log=Path(started.log or ""))
-    if stop_at_exit:
-        atexit.register(_stop_quietly, server, settings)
-    return server
+    return ModelServer(name=name, model_uri=model_uri, port=port, pid=int(started.pid or 0), log=Path(started.log or ""))
 
 
 def stop_model_server(server: ModelServer | str, settings: Settings | None = None, timeout_s: float = 20.0) -> bool:
@@ -185,18 +177,6 @@ def stop_model_server(server: ModelServer | str, settings: Settings | None = Non
         if is_listening(port):
             raise ServiceError(f"Port {port} still listens after stopping {name!r}; find the process with `ss -ltnp`.")
     return stopped
-
-
-def _stop_quietly(server: ModelServer, settings: Settings) -> None:
-    """atexit hook: stop the server if it is still the one we started; never raise at exit."""
-    from course_utils.services import status
-
-    try:
-        current = status(server.name, settings)
-        if current.running and current.pid == server.pid:
-            stop_model_server(server, settings)
-    except Exception:  # noqa: BLE001 - interpreter shutdown: log and move on
-        logger.warning("could not stop model server %s at exit", server.name, exc_info=True)
 
 
 def _recorded_port(name: str, settings: Settings) -> int | None:

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from course_utils.config import DELTA_JARS, MIN_JAVA, Settings, load_settings
+from course_utils.errors import CourseError
 from course_utils.jars import cached_jars
 from course_utils.ports import free_port
 from course_utils.timing import timed
+from course_utils.workspace import claim_workspace
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -37,7 +39,7 @@ ARCHIVE_WARM_UP_VERSION = 2
 DRIVER_MEMORY = {"ci": "1g", "full": "2g"}
 
 
-class JavaError(RuntimeError):
+class JavaError(CourseError, RuntimeError):
     """Java is missing or too old for Spark 4."""
 
 
@@ -49,12 +51,20 @@ JAVA_INSTALL_HINT = (
 
 
 def java_executable() -> str | None:
-    """The java binary Spark will use: ``$JAVA_HOME/bin/java`` first, then PATH."""
+    """The java binary Spark will use: ``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else PATH's.
+
+    Spark's launcher never falls back to PATH when JAVA_HOME is set, so neither does this: a
+    stale JAVA_HOME is an error naming it, not a pass on a different Java.
+    """
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         candidate = os.path.join(java_home, "bin", "java")
-        if os.access(candidate, os.X_OK):
-            return candidate
+        if not os.access(candidate, os.X_OK):
+            on_path = shutil.which("java")
+            alternative = f"unset it to use the java on PATH ({on_path})" if on_path else "unset it"
+            raise JavaError(f"JAVA_HOME={java_home!r} has no bin/java, and Spark uses JAVA_HOME when it is set. "
+                            f"Point JAVA_HOME at a Java {MIN_JAVA}+ installation, or {alternative}.")
+        return candidate
     return shutil.which("java")
 
 
@@ -133,6 +143,7 @@ def get_spark(
     if active is not None:
         return active
     require_java()
+    claim_workspace(settings)  # Derby and the warehouse live in it
     jars = cached_jars(settings.jar_cache)
     # Spark's launcher otherwise picks a non-loopback interface for its own sockets.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -64,6 +65,7 @@ SIGNATURE_VERSION = "v1"
 SECRET_ENV = "COURSE_WEBHOOK_SECRET"
 DEFAULT_TOLERANCE_S = 300.0
 MAX_BODY_BYTES = 1_000_000
+READ_TIMEOUT_S = 10.0  # a delivery is a few KB; a client slower than this is stuck or hostile
 VALIDATED_EVENT = "model_version.created"
 
 
@@ -136,6 +138,8 @@ class DeliveryVerifier:
         try:
             sent_at = float(timestamp)
         except ValueError:
+            sent_at = math.nan
+        if not math.isfinite(sent_at):  # float() accepts "nan" and "inf", and abs(nan) > window is False
             return Check(400, f"{TIMESTAMP_HEADER}={timestamp!r} is not Unix seconds")
         age = self._clock() - sent_at
         if abs(age) > self.tolerance_s:
@@ -198,11 +202,17 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 ValidationJob = Callable[[str, str], dict[str, Any]]
 
 
+class IncompleteBodyError(ValueError):
+    """The client sent fewer body bytes than its Content-Length, and then hung up or went quiet."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Receiver
     # Keep-alive: MLflow's session reuses the connection, and the client, not the receiver,
     # closes it first, so a stopped receiver leaves no TIME_WAIT behind and can restart at once.
     protocol_version = "HTTP/1.1"
+    # A client that declares more bytes than it sends (or idles) is dropped instead of holding a thread.
+    timeout = READ_TIMEOUT_S
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path == "/health":
@@ -216,7 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except ValueError as error:
             self.close_connection = True
-            self._record_and_answer(received_at, dict(self.headers.items()), Check(400, str(error)))
+            status = 408 if isinstance(error, IncompleteBodyError) else 400
+            self._record_and_answer(received_at, dict(self.headers.items()), Check(status, str(error)))
             return
         if body is None:
             return  # _read_body answered (e.g. 413)
@@ -235,7 +246,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(413, {"error": f"body of {length} bytes is over the {MAX_BODY_BYTES} limit"})
             self.close_connection = True
             return None
-        return self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise IncompleteBodyError(f"Content-Length declared {length} bytes, but they did not all arrive "
+                                      f"within {READ_TIMEOUT_S:.0f} s") from None
+        if len(body) < length:
+            raise IncompleteBodyError(f"Content-Length declared {length} bytes, but the client hung up after {len(body)}")
+        return body
 
     def _record_and_answer(self, received_at: float, headers: Mapping[str, str], check: Check) -> None:
         lowered = {key.lower(): value for key, value in headers.items()}

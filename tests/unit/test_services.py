@@ -45,8 +45,11 @@ def test_port_taken_by_someone_else_is_named(settings) -> None:
         from course_utils.ports import wait_until_listening
 
         assert wait_until_listening(port, 10)
-        with pytest.raises(PortInUseError, match=rf"Port {port} on 127.0.0.1 is already taken by pid {other.pid}.*COURSE_MLFLOW_PORT"):
-            start_process("web", _http_server(port), port, "unused", settings)
+        expected = (f"Port {port} on 127.0.0.1 is already taken by pid {other.pid} ({sys.executable} -m http.server {port}), "
+                    "so web cannot start there. Stop that process, or choose another port: `export WEB_PORT=1`.")
+        with pytest.raises(PortInUseError) as raised:
+            start_process("web", _http_server(port), port, "unused", settings, port_setting="`export WEB_PORT=1`")
+        assert str(raised.value) == expected
     finally:
         other.terminate()
         other.wait()
