@@ -6,11 +6,34 @@
 #
 # Needs: Python 3.11, Java 17+, and the package registries (PyPI, Maven Central) once.
 # After it, nothing is downloaded: notebooks run offline.
+#
+# The terminal gets the course's own lines (`==>` steps, the doctor's ✔/✘ table); everything the tools
+# print (uv, the JVM, Spark, MLflow, progress bars) goes to build/setup.log, whose end is shown on failure.
+# Exit codes: 1 for a missing prerequisite, else the failed command's own.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
-die() { printf '\033[31msetup.sh: %s\033[0m\n' "$*" >&2; exit 1; }
+log=build/setup.log
+mkdir -p build
+: >"$log"
+if [ -t 1 ]; then bold=$'\033[1m' red=$'\033[31m' plain=$'\033[0m'; else bold='' red='' plain=''; fi
+
+say() { printf '%s==> %s%s\n' "$bold" "$*" "$plain"; printf '==> %s\n' "$*" >>"$log"; }
+die() { printf '%ssetup.sh: %s%s\n' "$red" "$*" "$plain" >&2; exit 1; }
+# Stop with the failed command's exit code, showing the end of the log (where its output is).
+fail() {
+  local status=$1; shift
+  printf '%ssetup.sh: `%s` failed (exit %s). The end of %s:%s\n' "$red" "$*" "$status" "$log" "$plain" >&2
+  tail -n 40 "$log" >&2
+  printf '%sFull log: %s%s\n' "$red" "$log" "$plain" >&2
+  exit "$status"
+}
+# Run a command with all its output going to the log.
+quietly() {
+  local status=0
+  "$@" >>"$log" 2>&1 || status=$?
+  [ "$status" -eq 0 ] || fail "$status" "$*"
+}
 started=$(date +%s)
 
 # 1. Java 17+ (Spark 4 needs it) -------------------------------------------------------------
@@ -46,16 +69,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_hash" ] && [ -x .venv/bin/cou
   say ".venv matches requirements.lock (skipped)"
 else
   say "Creating .venv and installing requirements.lock"
-  [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+  [ -x .venv/bin/python ] || quietly "$python_bin" -m venv .venv
   uv_version=$(sed -n 's/^uv==//p' requirements.lock)
   [ -x .venv/bin/uv ] && [ "$(.venv/bin/uv --version | cut -d' ' -f2)" = "$uv_version" ] \
-    || .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$uv_version"
+    || quietly .venv/bin/python -m pip install --disable-pip-version-check "uv==$uv_version"
   export UV_LINK_MODE=copy
   # Bytecode is compiled at install time: many machines (and CI images) set PYTHONDONTWRITEBYTECODE,
   # and without .pyc files every kernel and every MLflow subprocess recompiles mlflow/pyspark/sklearn
   # from source (measured: `import mlflow` 11.8 s without, ~2 s with).
-  .venv/bin/uv pip sync --quiet --compile-bytecode --python .venv/bin/python requirements.lock
-  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  quietly .venv/bin/uv pip sync --compile-bytecode --python .venv/bin/python requirements.lock
+  quietly .venv/bin/uv pip install --python .venv/bin/python --no-deps -e .
   echo "$lock_hash" > "$stamp"
 fi
 
@@ -65,38 +88,44 @@ if [ -f "$kernel_dir/kernel.json" ]; then
   say "Jupyter kernel ml-in-production (skipped)"
 else
   say "Registering the Jupyter kernel ml-in-production"
-  .venv/bin/python -m ipykernel install --sys-prefix --name ml-in-production --display-name "ML in Production (.venv)" >/dev/null
+  quietly .venv/bin/python -m ipykernel install --sys-prefix --name ml-in-production --display-name "ML in Production (.venv)"
 fi
+# JupyterLab's settings for the course (no news pop-up, no update checks: the course runs offline),
+# copied every time so a changed file in the repository takes effect (course_utils.jupyter names both paths).
+install -D -m 644 jupyter/lab-overrides.json .venv/share/jupyter/lab/settings/overrides.d/ml-in-production.json
 
 # 4. Git filter that strips notebook outputs on commit (only inside a git checkout) ----------
 if git rev-parse --git-dir >/dev/null 2>&1; then
   if ! git config --get filter.nbstripout.clean >/dev/null; then
     say "Installing the nbstripout git filter"
-    .venv/bin/nbstripout --install
+    quietly .venv/bin/nbstripout --install
   fi
   # A fresh clone's files are as new as its index, so git cannot trust their timestamps and the first
   # `git status` runs the filter (a Python process) on every notebook: ~60 s, paid by the first lesson
   # that tags runs with the code version. Refreshing the index through a byte-for-byte filter is instant
   # and exact for the stripped notebooks of a checkout; a notebook saved with outputs stays modified.
-  git -c filter.nbstripout.clean=cat status --porcelain >/dev/null
+  quietly git -c filter.nbstripout.clean=cat status --porcelain
 fi
 
 # 5. Delta jars, once, into .cache/jars (Spark never downloads at run time) ------------------
 say "Delta jars"
-.venv/bin/course fetch-jars
+quietly .venv/bin/course fetch-jars
 
 # 5b. A JVM class-data-sharing archive, once: Spark's driver then starts in about half the time --
 say "JVM class archive"
-.venv/bin/course jvm-archive
+quietly .venv/bin/course jvm-archive
 
 # 6. Datasets ---------------------------------------------------------------------------------
 say "Datasets"
-.venv/bin/course datasets generate --profile ci
+quietly .venv/bin/course datasets generate --profile ci
 if [ "${COURSE_PROFILE:-ci}" = "full" ]; then
-  .venv/bin/course datasets generate --profile full
+  quietly .venv/bin/course datasets generate --profile full
 fi
 
 # 7. Check everything works (the Spark and MLflow round trips only when their inputs changed) -----
 say "course doctor"
-.venv/bin/course doctor --skip-unchanged
-say "Set-up finished in $(( $(date +%s) - started )) s. Next: .venv/bin/pytest   or   .venv/bin/course lab"
+# The doctor's report starts at its first ✔/✘ line; before it come MLflow's own prints ("View run" links).
+status=0
+.venv/bin/course doctor --skip-unchanged 2>>"$log" | tee -a "$log" | awk '/^(✔|✘) /{report=1} report' || status=$?
+[ "$status" -eq 0 ] || fail "$status" ".venv/bin/course doctor --skip-unchanged"
+say "Set-up finished in $(( $(date +%s) - started )) s (tools' output: $log). Next: .venv/bin/pytest   or   .venv/bin/course lab"
