@@ -1,4 +1,8 @@
-"""`course lab` in a real headless browser: JupyterLab and the MLflow UI render, screenshots in build/.
+"""`course lab` in a real headless browser: what a learner sees first. Screenshots go to build/screenshots/.
+
+- JupyterLab opens on the course overview notebook, running the course kernel, with no other kernel
+  on offer and no "Jupyter news" question (the course runs offline);
+- the MLflow UI link lands on the course's experiments in the "Model training" view.
 
 Uses Debian's chromium and chromedriver (nothing is downloaded). Where they are not installed
 the tests skip with the command that installs them — except in CI (`CI=true`), where
@@ -12,16 +16,28 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
+from course_utils.config import KERNEL_NAME
+from course_utils.jupyter import COURSE_OVERVIEW, mlflow_ui_url
 from course_utils.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOTS = ROOT / "build" / "screenshots"
+COURSE_KERNEL_DISPLAY_NAME = "ML in Production (.venv)"
+NEWS_QUESTION = "Would you like to get notified about official Jupyter news?"
+# JupyterLab asks the news question as soon as the page has loaded; this is longer than it takes.
+NEWS_QUESTION_WAIT_S = 10.0
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def _require_browser() -> None:
@@ -34,7 +50,8 @@ def _require_browser() -> None:
 
 
 @pytest.fixture()
-def browser(tmp_path):
+def browser(tmp_path: Path) -> Iterator:
+    """A headless Chromium with a fresh profile: nothing remembered from an earlier visit (localStorage)."""
     _require_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -53,41 +70,72 @@ def browser(tmp_path):
         driver.quit()
 
 
-@pytest.fixture()
-def lab_urls(tmp_path, course_settings):
-    env = {**os.environ, "COURSE_WORKSPACE": str(tmp_path / "ws"), "COURSE_MLFLOW_PORT": str(free_port())}
+@pytest.fixture(scope="module")
+def lab_urls(tmp_path_factory: pytest.TempPathFactory, course_settings) -> Iterator[tuple[str, str]]:
+    """`course lab` in a fresh workspace, with a home of its own (no JupyterLab settings from the machine's user)."""
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+           "COURSE_WORKSPACE": str(tmp_path_factory.mktemp("lab-workspace")), "COURSE_MLFLOW_PORT": str(free_port())}
     command = [sys.executable, "-m", "course_utils.cli"]
     started = subprocess.run([*command, "lab"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     try:
         assert started.returncode == 0, started.stderr
         mlflow_url = re.search(r"MLflow UI:\s+(\S+)", started.stdout).group(1)
         lab_url = re.search(r"JupyterLab:\s+(\S+)", started.stdout).group(1)
-        assert mlflow_url.startswith("http://127.0.0.1:") and lab_url.startswith("http://127.0.0.1:")
         yield mlflow_url, lab_url
     finally:
         down = subprocess.run([*command, "services", "down"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-        assert "jupyterlab: stopped" in down.stdout and "mlflow: stopped" in down.stdout
+        assert "jupyterlab: stopped" in down.stdout and "mlflow: stopped" in down.stdout, down.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.browser
-def test_course_lab_serves_jupyterlab_and_the_mlflow_ui(browser, lab_urls) -> None:
+def _body_text(browser) -> str:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ready
+
+    return browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_jupyterlab_opens_the_course_overview_with_the_course_kernel_and_no_news_question(browser, lab_urls) -> None:
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    mlflow_url, lab_url = lab_urls
+    _, lab_url = lab_urls
+    assert lab_url.startswith("http://127.0.0.1:") and f"/lab/tree/{COURSE_OVERVIEW}?token=" in lab_url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    browser.get(mlflow_url)
-    WebDriverWait(browser, 120).until(lambda d: "Experiments" in d.find_element(By.TAG_NAME, "body").text)
-    assert "MLflow" in browser.title
-    browser.save_screenshot(str(SCREENSHOTS / "mlflow-ui.png"))
+    # The server offers the course kernel only, and makes it the default.
+    address = urlsplit(lab_url)
+    token = parse_qs(address.query)["token"][0]
+    specs = requests.get(f"{address.scheme}://{address.netloc}/api/kernelspecs",
+                         headers={"Authorization": f"token {token}"}, timeout=30).json()
+    assert (specs["default"], sorted(specs["kernelspecs"])) == (KERNEL_NAME, [KERNEL_NAME])
 
     browser.get(lab_url)
-    WebDriverWait(browser, 180).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".jp-Launcher, .jp-DirListing-content")))
-    WebDriverWait(browser, 60).until(lambda d: "notebooks" in d.find_element(By.CSS_SELECTOR, ".jp-DirListing-content").text)
-    kernel_cards = browser.find_elements(By.CSS_SELECTOR, ".jp-LauncherCard")
-    assert any("ML in Production" in (card.get_attribute("title") or card.text) for card in kernel_cards), \
-        "the course kernel is offered in the launcher"
+    current_tab = ".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel"
+    WebDriverWait(browser, 180).until(
+        lambda d: [tab.text for tab in d.find_elements(By.CSS_SELECTOR, current_tab)] == ["00_course_overview.ipynb"])
+    kernel_button = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar-kernelName"
+    WebDriverWait(browser, 120).until(
+        lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, kernel_button)] == [COURSE_KERNEL_DISPLAY_NAME])
+    time.sleep(NEWS_QUESTION_WAIT_S)  # give the question the time it would take to appear
+    assert NEWS_QUESTION not in _body_text(browser)
     browser.save_screenshot(str(SCREENSHOTS / "jupyterlab.png"))
+
+
+def test_the_mlflow_link_lands_on_the_course_experiments_in_the_model_training_view(browser, lab_urls) -> None:
+    from mlflow import MlflowClient
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tracking_uri, _ = lab_urls
+    assert tracking_uri.startswith("http://127.0.0.1:")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    experiment = "/course/00_course_overview"  # what lesson 00 creates; the UI lists it by name
+    MlflowClient(tracking_uri).create_experiment(experiment)
+
+    # `course lab` prints the tracking URI; mlflow_ui_url() makes the link that asks for the Model training view.
+    browser.get(mlflow_ui_url(tracking_uri))
+    WebDriverWait(browser, 120).until(lambda d: experiment in _body_text(d))
+    # The two views differ in their sidebar: Model training has the model registry, GenAI has prompts instead.
+    sidebar_links = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "nav a")]
+    assert "Model registry" in sidebar_links and "Prompts" not in sidebar_links, sidebar_links
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-ui.png"))
