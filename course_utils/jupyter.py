@@ -60,5 +60,6 @@ def start_jupyterlab(settings: Settings, port: int, tracking_uri: str) -> str:
     url = jupyterlab_url(port, token)
     # The token goes through the environment (Jupyter reads JUPYTER_TOKEN), not the command line `ps` shows.
     start_process(JUPYTERLAB, jupyterlab_command(settings, port), port, url, settings,
-                  env={"MLFLOW_TRACKING_URI": tracking_uri, "JUPYTER_TOKEN": token})
+                  env={"MLFLOW_TRACKING_URI": tracking_uri, "JUPYTER_TOKEN": token},
+                  port_setting=f"`course lab --port {port + 1}`")
     return url

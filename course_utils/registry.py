@@ -95,7 +95,8 @@ def start_registry_server(
     Path(store_dir).mkdir(parents=True, exist_ok=True)
     url = f"http://{LOOPBACK}:{port}"
     state = start_process(name, registry_server_command(port, Path(store_dir)), port, url, settings,
-                          env={**tracking_server_env(), **(env or {})})
+                          env={**tracking_server_env(), **(env or {})},
+                          port_setting="start_registry_server(..., port=free_port()) picks a free one")
     wait_until_healthy(url)
     check_tracking_server(url)
     return state

@@ -447,6 +447,7 @@ def tracking_server_command(settings: Settings) -> list[str]:
 def start_tracking_server(settings: Settings | None = None) -> ServiceStatus:
     """Start the course's MLflow tracking server (no-op when it already runs)."""
     settings = settings or load_settings()
+    claim_workspace(settings)
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     return start_process(
         MLFLOW,

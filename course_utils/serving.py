@@ -153,7 +153,7 @@ def start_model_server(
     # The port listens before the model is loaded; /ping answers 200 only once it is.
     started = start_process(
         name, serve_command(model_uri, port, workers), port, url, settings, env=serving_env(tracking_uri),
-        ready_path="/ping", port_setting="leave port=None to get a free one", stop_at_exit=stop_at_exit,
+        ready_path="/ping", port_setting="start_model_server(..., port=None) picks a free one", stop_at_exit=stop_at_exit,
     )
     return ModelServer(name=name, model_uri=model_uri, port=port, pid=int(started.pid or 0), log=Path(started.log or ""))
 

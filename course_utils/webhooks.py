@@ -366,7 +366,8 @@ def start_receiver(
     env = {SECRET_ENV: secret, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri  # never a stray ./mlflow.db in the working directory
-    return start_process(name, command, port, f"http://{LOOPBACK}:{port}/", settings, env=env)
+    return start_process(name, command, port, f"http://{LOOPBACK}:{port}/", settings, env=env,
+                         port_setting="start_receiver(..., port=free_port()) picks a free one")
 
 
 def stop_receiver(name: str, settings: Settings) -> bool:

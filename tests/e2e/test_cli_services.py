@@ -75,11 +75,14 @@ def test_doctor_passes_offline(isolated_env) -> None:
 
 
 @pytest.mark.slow
-def test_doctor_without_java_prints_the_fix(isolated_env, tmp_path) -> None:
-    no_java = {**isolated_env, "PATH": str(Path(sys.executable).parent), "JAVA_HOME": str(tmp_path / "no-jdk")}
-    doctor = _course(["doctor"], no_java, timeout=900)
+def test_doctor_checks_the_java_spark_will_use_and_names_a_stale_java_home(isolated_env, tmp_path) -> None:
+    """A stale JAVA_HOME with Java 17 on PATH: Spark would fail, so the doctor must too, naming JAVA_HOME."""
+    stale = {**isolated_env, "JAVA_HOME": str(tmp_path / "no-jdk")}
+    doctor = _course(["doctor"], stale, timeout=900)
     assert doctor.returncode == 1
-    assert "✘ java" in doctor.stdout and "Java was not found" in doctor.stdout and "fix:" in doctor.stdout
+    assert f"✘ java           JAVA_HOME='{tmp_path / 'no-jdk'}' has no bin/java, and Spark uses JAVA_HOME when it is set." \
+        in doctor.stdout
+    assert "fix:" in doctor.stdout and "Traceback" not in doctor.stdout + doctor.stderr
 
 
 def test_setup_refuses_old_java(tmp_path) -> None:
