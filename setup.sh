@@ -43,6 +43,11 @@ java_hint="Install Java 17+:
   conda:         conda env create -f environment.yml && conda activate ml-in-production
 then point JAVA_HOME to it (or put it on PATH) and run ./setup.sh again."
 java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+if [ -n "${JAVA_HOME:-}" ] && [ ! -x "$java_bin" ]; then
+  # Spark's launcher uses JAVA_HOME whenever it is set, so a java on PATH would not help.
+  on_path=$(command -v java || true)
+  die "JAVA_HOME=$JAVA_HOME has no bin/java, and Spark uses JAVA_HOME when it is set. Point JAVA_HOME at a Java 17+ installation, or unset it${on_path:+ to use the java on PATH ($on_path)}."
+fi
 command -v "$java_bin" >/dev/null 2>&1 || die "Java was not found; Spark 4 needs Java 17+. $java_hint"
 java_version=$("$java_bin" -version 2>&1 | sed -n 's/.*version "\([0-9][0-9.]*\).*/\1/p' | head -n1)
 java_major=${java_version%%.*}

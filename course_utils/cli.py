@@ -122,7 +122,7 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
-    from course_utils.jupyter import start_jupyterlab
+    from course_utils.jupyter import mlflow_ui_url, start_jupyterlab
     from course_utils.ports import free_port
     from course_utils.services import ensure_tracking_server
 
@@ -132,7 +132,7 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
                          "or leave --port out to get a free one.")
     uri = ensure_tracking_server(settings)
     url = start_jupyterlab(settings, port, uri)
-    print(f"MLflow UI:   {uri}\nJupyterLab:  {url}\nStop both with `.venv/bin/course services down`.")
+    print(f"MLflow UI:   {mlflow_ui_url(uri)}\nJupyterLab:  {url}\nStop both with `.venv/bin/course services down`.")
     return 0
 
 
@@ -195,8 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--skip-unchanged", action="store_true",
                         help="skip the Spark and MLflow round trips when they passed on the same lock, jars, datasets and Java (setup.sh)")
     doctor.set_defaults(func=cmd_doctor)
-    reset = sub.add_parser("reset", help="reset one lesson, or the whole workspace")
-    reset.add_argument("lesson", nargs="?", help="lesson name, e.g. 01a_delta_lake (default: everything)")
+    reset = sub.add_parser(
+        "reset", help="reset one lesson, or the whole workspace (deletes ALL MLflow runs and registered models)",
+        description="With a lesson name: delete that lesson's folder, results, MLflow runs and registered models. "
+                    "Without: stop every course service, then delete everything the course created in its workspace "
+                    "(every lesson's tables, every MLflow run and registered model, logs). Datasets, the jar cache "
+                    "and files the course did not create are kept.")
+    reset.add_argument("lesson", nargs="?", help="lesson name, e.g. 01a_delta_lake (default: the whole workspace)")
     reset.set_defaults(func=cmd_reset)
     run = sub.add_parser("run", help="execute notebooks in course order into build/executed/")
     run.add_argument("paths", nargs="*", type=Path, help="notebooks or folders (default: all)")
@@ -204,18 +209,27 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="start the MLflow server and JupyterLab on 127.0.0.1")
     lab.add_argument("--port", type=_port_number, default=None, help="JupyterLab port, 1024-65535 (default: a free one)")
     lab.set_defaults(func=cmd_lab)
-    services = sub.add_parser("services", help="start, stop or show the background services")
-    services.add_argument("action", choices=["up", "down", "status"])
+    services = sub.add_parser(
+        "services", help="start, stop or show the background services",
+        description="Every background process the course starts (MLflow tracking and registry servers, JupyterLab, "
+                    "model servers, webhook receivers, routers) goes through one seam, so these actions see all of "
+                    "them, even when a pid file is lost or a leader process was killed.")
+    services.add_argument("action", choices=["up", "down", "status"],
+                          help="up: start the MLflow tracking server; down: stop every course process of this "
+                               "workspace (and nothing else); status: list them, with leftovers")
     services.set_defaults(func=cmd_services)
     sub.add_parser("fetch-jars", help="fetch the Delta jars into .cache/jars (set-up)").set_defaults(func=cmd_fetch_jars)
     sub.add_parser("jvm-archive", help="dump the JVM class archive that halves Spark's start-up (set-up)").set_defaults(func=cmd_jvm_archive)
     datasets = sub.add_parser("datasets", help="generate or verify the course datasets")
-    datasets.add_argument("action", choices=["generate", "verify"])
+    datasets.add_argument("action", choices=["generate", "verify"],
+                          help="generate: create the seeded datasets of a profile (skipped when they verify); "
+                               "verify: compare them with the manifest's checksums")
     datasets.add_argument("--profile", choices=PROFILES, default=None)
     datasets.add_argument("--force", action="store_true", help="regenerate even when verified")
     datasets.set_defaults(func=cmd_datasets)
     labs = sub.add_parser("labs", help="build lab notebooks from solutions, or check they are current")
-    labs.add_argument("action", choices=["build", "check"])
+    labs.add_argument("action", choices=["build", "check"],
+                      help="build: write each labs/ notebook from its solutions/ notebook; check: fail if one is stale")
     labs.set_defaults(func=cmd_labs)
     return parser
 

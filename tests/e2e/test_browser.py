@@ -126,14 +126,16 @@ def test_the_mlflow_link_lands_on_the_course_experiments_in_the_model_training_v
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    tracking_uri, _ = lab_urls
-    assert tracking_uri.startswith("http://127.0.0.1:")
+    printed_link, _ = lab_urls
+    assert printed_link.startswith("http://127.0.0.1:")
+    tracking_uri = printed_link.split("/#/")[0]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     experiment = "/course/00_course_overview"  # what lesson 00 creates; the UI lists it by name
     MlflowClient(tracking_uri).create_experiment(experiment)
 
-    # `course lab` prints the tracking URI; mlflow_ui_url() makes the link that asks for the Model training view.
-    browser.get(mlflow_ui_url(tracking_uri))
+    # The link `course lab` prints, as a learner clicks it: it asks for the Model training view.
+    assert printed_link == mlflow_ui_url(tracking_uri)
+    browser.get(printed_link)
     WebDriverWait(browser, 120).until(lambda d: experiment in _body_text(d))
     # The two views differ in their sidebar: Model training has the model registry, GenAI has prompts instead.
     sidebar_links = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "nav a")]

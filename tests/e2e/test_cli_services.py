@@ -96,3 +96,15 @@ def test_setup_refuses_old_java(tmp_path) -> None:
     assert result.returncode == 1
     assert "Java 11.0.22 found; Spark 4 needs Java 17+" in result.stderr
     assert "openjdk-17" in result.stderr
+
+
+def test_setup_names_a_stale_java_home_even_with_java_on_path(tmp_path) -> None:
+    """Spark uses JAVA_HOME when it is set: setup.sh must not say "Java was not found" with Java 17 on PATH."""
+    result = subprocess.run(["bash", str(ROOT / "setup.sh")], capture_output=True, text=True,
+                            env={**os.environ, "JAVA_HOME": "/nonexistent"}, cwd=tmp_path, timeout=60)
+    on_path = subprocess.run(["bash", "-c", "command -v java"], capture_output=True, text=True).stdout.strip()
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "JAVA_HOME=/nonexistent has no bin/java, and Spark uses JAVA_HOME when it is set. Point JAVA_HOME at a "
+        f"Java 17+ installation, or unset it to use the java on PATH ({on_path})."
+    )
