@@ -99,3 +99,22 @@ def test_the_second_run_catches_a_notebook_that_is_not_idempotent(tmp_path) -> N
     outcome = run_twice_in_one_kernel(creating, settings)
     assert outcome.runs[0]["error"] is None and "FileExistsError" in outcome.runs[1]["error"]
     assert outcome.error.startswith("run 2: ")
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_reported_with_its_cell_exception_and_executed_copy(tmp_path, capsys) -> None:
+    """`course run` used to print only `PapermillExecutionError:`; now the cell, the exception and the copy."""
+    from course_utils.runner import run_notebooks
+
+    settings = replace(load_settings({}), root=tmp_path, workspace=tmp_path / "workspace")
+    failing = _notebook(tmp_path, "total = 1 + 1", "rows = []\nif not rows:\n    raise ValueError(f'no rows to score (total={total})')")
+    [run] = run_notebooks([failing], settings)
+    executed = tmp_path / "build" / "executed" / "probe.ipynb"
+    assert run.status == "failed"
+    assert run.error == (
+        "cell 3 (In [4]) raised ValueError: no rows to score (total=2)\n"
+        "    | rows = []\n    | if not rows:\n    |     raise ValueError(f'no rows to score (total={total})')\n"
+        f"  executed copy with the full traceback: {executed}"
+    )
+    assert executed.is_file()
+    assert run.error in capsys.readouterr().out, "the console shows the same, not just the exception's class"
