@@ -141,3 +141,28 @@ def test_the_mlflow_link_lands_on_the_course_experiments_in_the_model_training_v
     sidebar_links = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "nav a")]
     assert "Model registry" in sidebar_links and "Prompts" not in sidebar_links, sidebar_links
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-ui.png"))
+
+
+def test_lab_keeps_its_token_off_command_lines_and_listens_on_loopback_only(lab_urls) -> None:
+    """The token reaches JupyterLab through its environment (not `ps`), and no course socket leaves 127.0.0.1."""
+    import ipaddress
+
+    import psutil
+
+    from course_utils.services import SERVICE_ENV
+
+    _, lab_url = lab_urls
+    token = parse_qs(urlsplit(lab_url).query)["token"][0]
+    course_processes = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(SERVICE_ENV) in ("jupyterlab", "mlflow"):
+                course_processes.append(process)
+        except psutil.Error:
+            continue
+    assert {p.environ()[SERVICE_ENV] for p in course_processes} == {"jupyterlab", "mlflow"}
+    assert not [p.pid for p in course_processes if token in " ".join(p.cmdline())], "the token is visible in `ps`"
+    pids = {p.pid for p in course_processes}
+    listening = [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    addresses = [ipaddress.ip_address(a.ip) for a in listening]
+    assert listening and all((getattr(a, "ipv4_mapped", None) or a).is_loopback for a in addresses), listening

@@ -81,3 +81,18 @@ def test_a_server_that_dies_at_start_reports_its_log(settings) -> None:
 def test_tracking_server_down_says_to_start_it() -> None:
     with pytest.raises(ServiceError, match=r"not answering.*course services up"):
         check_tracking_server(f"http://127.0.0.1:{free_port()}", timeout_s=1)
+
+
+def test_run_files_are_private_and_the_service_is_marked(settings) -> None:
+    """Pid files name URLs (JupyterLab's has its token) and command lines: owner-only, 0600."""
+    from course_utils.services import SERVICE_ENV, WORKSPACE_ENV
+
+    port = free_port()
+    state = start_process("web", _http_server(port), port, f"http://127.0.0.1:{port}", settings)
+    try:
+        assert (settings.run_dir / "web.json").stat().st_mode & 0o777 == 0o600
+        environ = psutil.Process(state.pid).environ()
+        assert (environ[SERVICE_ENV], environ[WORKSPACE_ENV]) == ("web", str(settings.workspace))
+        assert (settings.workspace / ".course-workspace").is_file(), "the course marked the workspace it created"
+    finally:
+        stop("web", settings)
