@@ -148,6 +148,7 @@ def run_notebook(notebook: Path, settings: Settings, parameters: dict[str, Any] 
     timings = output.with_suffix(".timings.jsonl")
     timings.unlink(missing_ok=True)
     started = time.perf_counter()
+    error: str | None = None
     # The kernel inherits the variable and course_utils appends its phases to that file.
     with PeakMemory() as memory, mock.patch.dict(os.environ, {TIMINGS_ENV: str(timings)}):
         try:

@@ -107,6 +107,9 @@ def test_a_failing_notebook_is_reported_with_its_cell_exception_and_executed_cop
     from course_utils.runner import run_notebooks
 
     settings = replace(load_settings({}), root=tmp_path, workspace=tmp_path / "workspace")
+    passing = _notebook(tmp_path, "print('fine')")
+    [passed] = run_notebooks([passing], settings)
+    assert (passed.status, passed.error) == ("passed", None)
     failing = _notebook(tmp_path, "total = 1 + 1", "rows = []\nif not rows:\n    raise ValueError(f'no rows to score (total={total})')")
     [run] = run_notebooks([failing], settings)
     executed = tmp_path / "build" / "executed" / "probe.ipynb"
