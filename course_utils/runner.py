@@ -294,10 +294,15 @@ def checked_outputs(notebook: Any) -> dict[int, list[str]]:
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code" or not cell.source.lstrip().startswith(CHECK_OUTPUT_MARKER):
             continue
-        texts = []
+        texts: list[str] = []
         for output in cell.get("outputs", []):
             if output.output_type == "stream" and output.name == "stdout":
-                texts.append(output.text)  # stderr carries warnings, which Python shows once per process
+                # stderr carries warnings, which Python shows once per process. The kernel may split one
+                # print into several stream messages differently each run, so adjacent pieces are joined.
+                if texts and texts[-1].startswith("stdout: "):
+                    texts[-1] += output.text
+                else:
+                    texts.append("stdout: " + output.text)
             elif output.output_type in ("execute_result", "display_data"):
                 texts.append(str(output.get("data", {}).get("text/plain", "")))
             elif output.output_type == "error":

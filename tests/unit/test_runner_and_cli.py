@@ -121,3 +121,18 @@ def test_a_failing_notebook_is_reported_with_its_cell_exception_and_executed_cop
     )
     assert executed.is_file()
     assert run.error in capsys.readouterr().out, "the console shows the same, not just the exception's class"
+
+
+def test_checked_outputs_join_stdout_that_the_kernel_split_differently() -> None:
+    """One print may arrive as one stream message in one run and as two in the next: same output."""
+    import nbformat
+
+    from course_utils.runner import checked_outputs
+
+    def notebook(*pieces: str):
+        cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(table)")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=piece) for piece in pieces]
+        return nbformat.v4.new_notebook(cells=[cell])
+
+    assert checked_outputs(notebook("a  1\nb  2\n")) == checked_outputs(notebook("a  1\n", "b  2\n"))
+    assert checked_outputs(notebook("a  1\nb  2\n")) != checked_outputs(notebook("a  1\nb  3\n"))
