@@ -263,8 +263,13 @@ def test_an_interrupted_run_leaves_nothing_behind_and_says_so(env, tmp_path) -> 
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole foreground group
         stdout, stderr = run.communicate(timeout=120)
     finally:
-        if run.poll() is None:
-            run.kill()
+        if run.poll() is None:  # the test failed before its Ctrl-C: clean up the same way, then stop what is left
+            os.killpg(run.pid, signal.SIGINT)
+            try:
+                run.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+            _course(["services", "down"], env)
     assert run.returncode == 130, stderr[-2000:]
     assert "interrupted; nothing the run started is left running" in stderr
     assert not _alive([p.pid for p in descendants]), "no kernel, JVM or server outlives the run"
