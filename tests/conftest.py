@@ -61,3 +61,21 @@ def course_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settin
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_leaks() -> Iterator[None]:
+    """A test that points MLflow somewhere must put it back: kernels and later tests inherit the variable.
+
+    (A leaked ``MLFLOW_TRACKING_URI`` once sent every later notebook to a stopped test server.)
+    """
+    import sys
+
+    def tracking_uri() -> tuple[str | None, str | None]:
+        module = sys.modules.get("mlflow.tracking._tracking_service.utils")
+        return os.environ.get("MLFLOW_TRACKING_URI"), getattr(module, "_tracking_uri", None)
+
+    before = tracking_uri()
+    yield
+    after = tracking_uri()
+    assert after == before, f"the test changed MLflow's tracking URI from {before} to {after} and left it so"

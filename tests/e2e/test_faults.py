@@ -159,8 +159,10 @@ def test_mlflow_killed_between_cells_comes_back_with_everything_logged(env) -> N
         with pytest.MonkeyPatch.context() as patch:
             for key in ("COURSE_WORKSPACE", "COURSE_MLFLOW_PORT"):
                 patch.setenv(key, env[key])
+            # Nothing of this test's server may leak into later tests (mlflow.set_tracking_uri exports it).
+            patch.delenv("MLFLOW_TRACKING_URI", raising=False)
             client = mlflow.MlflowClient(lesson.tracking_uri)
-            run = client.create_run(lesson.experiment_id)
+            run = client.create_run(client.create_experiment("faults"))
             client.log_metric(run.info.run_id, "val_auc", 0.715)
             client.log_text(run.info.run_id, "kept", "notes.txt")
             processes = find_processes(MLFLOW, settings)
