@@ -330,9 +330,14 @@ class Router:
         window.append(Outcome(attempt.failure is not None, attempt.seconds))
         reason = rollback_reason(arm_stats(window), rule)
         if reason is not None:
+            try:
+                rolled_back = rollback(self.policy, rule.arm)
+            except PolicyError as error:  # never fail the user's request over it; keep the failover
+                logger.error("cannot roll back arm %s (%s): %s", rule.arm, reason, error)
+                return
             logger.warning("rolling back arm %s: %s", rule.arm, reason)
             self.metrics.rollbacks.labels(rule.arm).inc()
-            self.replace_policy(rollback(self.policy, rule.arm))
+            self.replace_policy(rolled_back)
 
     # -- forwarding --
 

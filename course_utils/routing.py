@@ -313,9 +313,20 @@ def canary_step(policy: Policy, arm_name: str, steps: Sequence[float] = CANARY_S
 
 
 def rollback(policy: Policy, arm_name: str) -> Policy:
-    """Take all traffic away from ``arm_name`` (weight 0) and retire the rollback rule that fired."""
-    policy.arm(arm_name)
-    arms = tuple(replace(arm, weight=0.0) if arm.name == arm_name else arm for arm in policy.arms)
+    """Take all traffic away from ``arm_name`` (weight 0) and retire the rollback rule that fired.
+
+    The other serving arms keep their weights. When none has any (a canary already at 100 %),
+    the rolled-back arm's weight is shared equally by the other non-shadow arms, so some arm
+    always answers. PolicyError when there is no other non-shadow arm to roll back to.
+    """
+    target = policy.arm(arm_name)
+    others = [arm for arm in policy.arms if arm.name != arm_name and arm.name not in policy.shadow]
+    if not others:
+        raise PolicyError(f"Arm {arm_name!r} cannot be rolled back: no other non-shadow arm can take its traffic.")
+    weights = {arm.name: arm.weight for arm in others}
+    if not any(weight > 0 for weight in weights.values()):
+        weights = {name: target.weight / len(others) for name in weights}
+    arms = tuple(replace(arm, weight=0.0 if arm.name == arm_name else weights.get(arm.name, arm.weight)) for arm in policy.arms)
     return validate(replace(policy, arms=arms, rollback=None))
 
 
