@@ -122,7 +122,8 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
-    from course_utils.jupyter import mlflow_ui_url, start_jupyterlab
+    from course_utils.jupyter import start_jupyterlab
+    from course_utils.tracking import mlflow_ui_url
     from course_utils.ports import free_port
     from course_utils.services import ensure_tracking_server
 

@@ -19,9 +19,6 @@ LAB_OVERRIDES = Path("jupyter") / "lab-overrides.json"
 # JupyterLab merges every file of <prefix>/share/jupyter/lab/settings/overrides.d/ into its defaults;
 # a file of our own there leaves a learner's own overrides.json alone.
 LAB_OVERRIDES_TARGET = Path("share") / "jupyter" / "lab" / "settings" / "overrides.d" / f"{KERNEL_NAME}.json"
-# MLflow 3's UI opens in its GenAI view unless the URL asks for the "Model training" one; the choice is
-# read from the `workflowType` query parameter, else from the browser's localStorage (default: genai).
-MLFLOW_UI_VIEW = "#/experiments?workflowType=machine_learning"
 
 
 def jupyterlab_command(settings: Settings, port: int) -> list[str]:
@@ -45,11 +42,6 @@ def jupyterlab_command(settings: Settings, port: int) -> list[str]:
 def jupyterlab_url(port: int, token: str) -> str:
     """The address that opens JupyterLab on the course overview notebook, token included."""
     return f"http://{LOOPBACK}:{port}/lab/tree/{COURSE_OVERVIEW}?token={token}"
-
-
-def mlflow_ui_url(tracking_uri: str) -> str:
-    """The MLflow UI's experiment list in its "Model training" view, e.g. ``http://127.0.0.1:5005/#/experiments?…``."""
-    return f"{tracking_uri.rstrip('/')}/{MLFLOW_UI_VIEW}"
 
 
 def start_jupyterlab(settings: Settings, port: int, tracking_uri: str) -> str:

@@ -98,3 +98,19 @@ def registry_round_trip(tracking_uri: str) -> str:
     finally:
         if client.search_registered_models(f"name = '{name}'"):
             client.delete_registered_model(name)
+
+
+# MLflow 3's UI opens in its GenAI view unless the URL asks for the "Model training" one; the choice is
+# read from the `workflowType` query parameter, else from the browser's localStorage (default: genai).
+# Measured in a browser: experiment and run pages honour it; the model registry pages do not need it.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def mlflow_ui_url(tracking_uri: str, page: str = "experiments") -> str:
+    """A link into the MLflow UI's "Model training" view, e.g. ``mlflow_ui_url(uri, f"experiments/{id}")``.
+
+    Example:
+        >>> mlflow_ui_url("http://127.0.0.1:5005/", "experiments/3")
+        'http://127.0.0.1:5005/#/experiments/3?workflowType=machine_learning'
+    """
+    return f"{tracking_uri.rstrip('/')}/#/{page.strip('/')}?{MODEL_TRAINING_VIEW}"

@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from course_utils.config import KERNEL_NAME
-from course_utils.jupyter import COURSE_OVERVIEW, mlflow_ui_url
+from course_utils.jupyter import COURSE_OVERVIEW
+from course_utils.tracking import mlflow_ui_url
 from course_utils.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

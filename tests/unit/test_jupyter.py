@@ -10,8 +10,9 @@ import jsonschema
 
 from course_utils.config import KERNEL_NAME, load_settings
 from course_utils.jupyter import (
-    COURSE_OVERVIEW, LAB_OVERRIDES, LAB_OVERRIDES_TARGET, jupyterlab_command, jupyterlab_url, mlflow_ui_url,
+    COURSE_OVERVIEW, LAB_OVERRIDES, LAB_OVERRIDES_TARGET, jupyterlab_command, jupyterlab_url,
 )
+from course_utils.tracking import mlflow_ui_url
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTIFICATION_PLUGIN = "@jupyterlab/apputils-extension:notification"
@@ -36,6 +37,8 @@ def test_the_mlflow_link_asks_for_the_model_training_view_of_the_experiment_list
     expected = "http://127.0.0.1:5005/#/experiments?workflowType=machine_learning"
     assert mlflow_ui_url("http://127.0.0.1:5005") == expected
     assert mlflow_ui_url("http://127.0.0.1:5005/") == expected
+    assert mlflow_ui_url("http://127.0.0.1:5005", "experiments/3/runs/ab") == (
+        "http://127.0.0.1:5005/#/experiments/3/runs/ab?workflowType=machine_learning")
 
 
 def test_lab_overrides_turn_news_and_update_checks_off_in_settings_jupyterlab_accepts() -> None:
