@@ -183,6 +183,15 @@ def test_rollback_takes_the_arm_out_and_retires_the_rule() -> None:
     assert rolled.rollback is None
 
 
+def test_rolling_back_a_canary_at_100_percent_gives_the_stable_arm_its_traffic_back() -> None:
+    """Found in 04c: at 100 % the stable arm had weight 0, and a rollback left no arm to answer."""
+    policy = canary_policy(A, B, percent=100)
+    assert _weights(policy)["stable"] == 0.0
+    rolled = rollback(policy, "canary")
+    assert _weights(rolled) == {"stable": 100.0, "canary": 0.0}
+    assert {choose_arm(rolled, draw=d / 10).name for d in range(10)} == {"stable"}
+
+
 # --- rollback rule ---------------------------------------------------------------------------
 
 
