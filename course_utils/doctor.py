@@ -125,7 +125,21 @@ def check_disk(settings: Settings) -> CheckResult:
     return CheckResult("disk", True, f"{free_gb:.0f} GB free")
 
 
-QUICK_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (check_java, check_jars, check_datasets, check_ports, check_disk)
+def check_prometheus(settings: Settings) -> CheckResult:
+    """Prometheus, promtool and Alertmanager are on PATH (module 04 monitors and alerts with them)."""
+    from course_utils.prometheus import INSTALL_COMMAND, MONITORING_TOOLS, PrometheusToolError, tool_version
+
+    try:
+        versions = {tool: tool_version(tool) for tool in MONITORING_TOOLS}
+    except PrometheusToolError as error:
+        return CheckResult("prometheus", False, str(error),
+                           f"Run `{INSTALL_COMMAND}` (macOS: `brew install prometheus alertmanager`); module 04 needs them.")
+    return CheckResult("prometheus", True, ", ".join(f"{tool} {version}" for tool, version in versions.items()))
+
+
+QUICK_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
+    check_java, check_jars, check_datasets, check_prometheus, check_ports, check_disk,
+)
 ROUND_TRIPS: tuple[Callable[[Settings], CheckResult], ...] = (check_spark_delta, check_mlflow)
 ALL_CHECKS = QUICK_CHECKS + ROUND_TRIPS
 

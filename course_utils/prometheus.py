@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from course_utils.config import LOOPBACK, Settings, repo_root
+from course_utils.errors import CourseError
 
 if TYPE_CHECKING:
     from course_utils.services import ServiceStatus
@@ -44,12 +45,13 @@ TOOLS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "amtool": (("amtool",), "prometheus-alertmanager", "alertmanager"),
 }
 INSTALL_COMMAND = "sudo apt-get install -y prometheus prometheus-alertmanager"
+MONITORING_TOOLS = ("prometheus", "promtool", "alertmanager")  # what `course doctor` checks
 ROUTER_JOB = "router"  # the job name monitoring/prometheus/rules/router.yml's RouterDown alert expects
 RECEIVER_NAME = "course-receiver"
 _JOB_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
 
 
-class PrometheusToolError(RuntimeError):
+class PrometheusToolError(CourseError, RuntimeError):
     """Prometheus, promtool or Alertmanager is missing or could not be run."""
 
 

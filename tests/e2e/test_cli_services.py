@@ -68,7 +68,7 @@ def test_doctor_passes_offline(isolated_env) -> None:
     """With the network cut (see conftest), every doctor check passes and the server is stopped after."""
     doctor = _course(["doctor"], isolated_env, timeout=900)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    for check in ("java", "delta jars", "datasets", "ports", "disk", "spark + delta", "mlflow"):
+    for check in ("java", "delta jars", "datasets", "prometheus", "ports", "disk", "spark + delta", "mlflow"):
         assert f"✔ {check}" in doctor.stdout
     assert "All checks passed." in doctor.stdout
     assert "mlflow: not running" in _course(["services", "status"], isolated_env).stdout

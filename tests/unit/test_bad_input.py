@@ -243,3 +243,16 @@ def test_a_receiver_drops_a_client_that_sends_less_than_it_declared(tmp_path) ->
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_doctor_names_the_install_command_when_prometheus_is_missing(monkeypatch, tmp_path) -> None:
+    from course_utils.doctor import check_prometheus
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    result = check_prometheus(load_settings({}))
+    assert (result.ok, result.detail) == (False, (
+        "prometheus was not found on PATH (looked for prometheus): install it with "
+        "`sudo apt-get install -y prometheus` (Debian/Ubuntu; macOS: `brew install prometheus`)."
+    ))
+    assert result.fix == ("Run `sudo apt-get install -y prometheus prometheus-alertmanager` "
+                          "(macOS: `brew install prometheus alertmanager`); module 04 needs them.")
