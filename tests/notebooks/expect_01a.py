@@ -6,6 +6,11 @@ from typing import Any
 def delta_lake(r: dict[str, Any]) -> None:
     # Bronze keeps every delivered row; silver removes exactly the re-delivered copies.
     assert r["redelivered_rows"] > 0
+    # Bronze, read back from Delta, has the raw CSV header's columns as strings and a raw row stored exactly.
+    bronze = r["bronze_vs_raw"]
+    assert bronze["columns"] == bronze["raw_header"] and bronze["types"] == ["string"]
+    assert bronze["stored_rows"] == [bronze["raw_row"]]
+    assert bronze["inferred_event_ts"] != bronze["raw_row"]["event_ts"], "schema inference would have changed it"
     assert r["duplicates_removed"] == r["redelivered_rows"]
     assert r["silver_rows"] > r["bronze_rows"] - r["redelivered_rows"], "the late December files were added to silver"
 
