@@ -172,6 +172,19 @@ def _serves_recorded_port(process: psutil.Process, record: dict | None) -> bool:
     return str(port) in cmdline and (not program or program in cmdline)
 
 
+def _marked_leader(record: dict, name: str, settings: Settings) -> psutil.Process | None:
+    """The recorded pid when it still carries this service's marker, even if its create time reads differently.
+
+    The marker proves ownership on its own; a clock step can shift psutil's create time by more than
+    the tolerance, and a live server must then not be taken for a leftover and restarted.
+    """
+    try:
+        process = psutil.Process(int(record["pid"]))
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return None
+    return process if _marker(process) == (name, str(settings.workspace)) else None
+
+
 def find_processes(name: str, settings: Settings) -> list[psutil.Process]:
     """All live processes of service ``name``: its recorded leader, marked processes, its port's listener."""
     record = _read_record(settings, name)
@@ -197,7 +210,7 @@ def status(name: str, settings: Settings | None = None) -> ServiceStatus:
     """Is the named service (started by course_utils) running, and is anything of it left over?"""
     settings = settings or load_settings()
     record = _read_record(settings, name) or {}
-    leader = _owned_process(record or None)
+    leader = _owned_process(record or None) or _marked_leader(record, name, settings)
     log = Path(record["log"]) if isinstance(record.get("log"), str) else None
     port = record.get("port") if isinstance(record.get("port"), int) else None
     if leader is not None:
@@ -334,7 +347,7 @@ def stop(name: str, settings: Settings | None = None, timeout_s: float = 20.0) -
     settings = settings or load_settings()
     record = _read_record(settings, name)
     processes = find_processes(name, settings)
-    leader = _owned_process(record)
+    leader = _owned_process(record) or (_marked_leader(record, name, settings) if record else None)
     if leader is not None:
         try:
             os.killpg(int(record["pgid"]) if record and "pgid" in record else leader.pid, signal.SIGTERM)
