@@ -172,6 +172,11 @@ def _serves_recorded_port(process: psutil.Process, record: dict | None) -> bool:
     return str(port) in cmdline and (not program or program in cmdline)
 
 
+def _leader(record: dict | None, name: str, settings: Settings) -> psutil.Process | None:
+    """The service's live leader: the recorded process, by create time or by its marker."""
+    return _owned_process(record) or (_marked_leader(record, name, settings) if record else None)
+
+
 def _marked_leader(record: dict, name: str, settings: Settings) -> psutil.Process | None:
     """The recorded pid when it still carries this service's marker, even if its create time reads differently.
 
@@ -210,7 +215,7 @@ def status(name: str, settings: Settings | None = None) -> ServiceStatus:
     """Is the named service (started by course_utils) running, and is anything of it left over?"""
     settings = settings or load_settings()
     record = _read_record(settings, name) or {}
-    leader = _owned_process(record or None) or _marked_leader(record, name, settings)
+    leader = _leader(record, name, settings)
     log = Path(record["log"]) if isinstance(record.get("log"), str) else None
     port = record.get("port") if isinstance(record.get("port"), int) else None
     if leader is not None:
@@ -347,24 +352,13 @@ def stop(name: str, settings: Settings | None = None, timeout_s: float = 20.0) -
     settings = settings or load_settings()
     record = _read_record(settings, name)
     processes = find_processes(name, settings)
-    leader = _owned_process(record) or (_marked_leader(record, name, settings) if record else None)
+    leader = _leader(record, name, settings)
     if leader is not None:
         try:
             os.killpg(int(record["pgid"]) if record and "pgid" in record else leader.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-    for process in processes:
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    _terminate_then_kill(processes, timeout_s)
     _pid_file(settings, name).unlink(missing_ok=True)
     return bool(processes)
 
@@ -383,18 +377,24 @@ def stop_child_processes(timeout_s: float = 20.0) -> list[int]:
         children = psutil.Process().children(recursive=True)
     except psutil.Error:
         return []
-    for child in children:
-        try:
-            child.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(children, timeout=timeout_s)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
+    _terminate_then_kill(children, timeout_s)
     return [child.pid for child in children]
+
+
+def _terminate_then_kill(processes: list[psutil.Process], timeout_s: float) -> None:
+    """SIGTERM each process, wait up to ``timeout_s`` for all, then SIGKILL the survivors."""
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def stop_at_exit(name: str, settings: Settings) -> None:
