@@ -189,6 +189,12 @@ def cmd_labs(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if stale else 0
 
 
+def cmd_pipeline(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.pipeline.cli import run_from_cli
+
+    return run_from_cli(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description="The ML-in-Production course workspace.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     labs.add_argument("action", choices=["build", "check"],
                       help="build: write each labs/ notebook from its solutions/ notebook; check: fail if one is stale")
     labs.set_defaults(func=cmd_labs)
+    pipeline = sub.add_parser(
+        "pipeline", help="run the module 05 pipeline headless over simulated days (idempotent: done steps are skipped)",
+        description="Simulated days 1..N through ingest, featurise, train, register, validate, promote, score "
+                    "(batch, stream; REST on the last loaded day), monitor and retrain on drift. A step whose inputs, "
+                    "parameters and code are unchanged since a finished run is skipped, so a scheduler may run it again.")
+    pipeline.add_argument("action", choices=["run"], help="run: process the simulated days")
+    pipeline.add_argument("--days", type=int, required=True, help="simulated days to process, 1-60 (day 1 = 2025-07-01)")
+    pipeline.add_argument("--from", dest="from_step", default=None, metavar="STEP",
+                          help="run STEP and every later step again even when finished (steps: ingest, featurise, "
+                               "train, register, validate, promote, score_batch, score_stream, monitor, score_rest)")
+    pipeline.add_argument("--force", action="store_true", help="run every step again even when finished")
+    pipeline.add_argument("--no-rest", action="store_true", help="skip REST scoring (no model server, no router)")
+    pipeline.add_argument("--name", default=None, help="pipeline name: its folder, experiment and model (default: the lesson's)")
+    pipeline.set_defaults(func=cmd_pipeline)
     return parser
 
 
