@@ -45,14 +45,14 @@ def delta_lake(r: dict[str, Any]) -> None:
 
     assert r["history_operations"] == ["WRITE", "SET TBLPROPERTIES", "WRITE", "WRITE", "DELETE", "RESTORE"]
 
-    # OPTIMIZE compacts; Z-ordering makes the one-customer query read strictly fewer files.
+    # OPTIMIZE compacts; Z-ordering makes the one-customer query read at least 3x fewer files (measured 5 -> 1).
     files = r["files"]
     assert files["before_optimize"] == 20
     assert 1 < files["after_optimize"] < files["before_optimize"]
     assert 1 <= files["after_zorder"] <= files["after_optimize"]
     scanned = r["files_scanned"]
     assert scanned["customer_before_optimize"] == 20
-    assert scanned["customer_after_zorder"] < scanned["customer_before_zorder"] <= files["after_optimize"]
+    assert 3 * scanned["customer_after_zorder"] <= scanned["customer_before_zorder"] <= files["after_optimize"]
     assert scanned["customer_after_zorder"] <= 2
     assert scanned["day_before_zorder"] < scanned["day_after_zorder"], "Z-order by customer costs the date query its skipping"
 

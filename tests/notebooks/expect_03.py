@@ -20,16 +20,18 @@ def _latency_is_sane(stats: dict[str, Any], rows_per_call: int | None = None) ->
 def batch(r: dict[str, Any]) -> None:
     # every customer snapshot of the four dates scored exactly once, into four partitions
     assert r["rows_to_score"] > 1500
-    assert r["predictions_rows"] == r["rows_to_score"]
+    assert r["predictions_rows"] == r["rows_to_score"] == r["distinct_predictions"]
     assert r["predictions_partitions"] == SCORING_DATES
     assert r["rows_after_rescore"] == r["predictions_rows"], "re-scoring a date replaces it"
-    # Z-ordering: fewer files opened per lookup
-    assert r["files_read_per_lookup_after"] < r["files_read_per_lookup_before"] <= r["files_before_optimize"]
+    # Z-ordering: a lookup opens at least 3x fewer files (measured 19 -> 4), exactly the files the log's min/max keeps
+    assert r["files_read_per_lookup_before"] >= 3 * r["files_read_per_lookup_after"]
+    assert r["files_read_per_lookup_before"] <= r["files_before_optimize"]
+    assert r["files_read_match_log_statistics"] is True
     assert r["files_after_optimize"] >= len(SCORING_DATES)
     # the feature-store path gives the same predictions as the Delta path
     assert r["feature_store_rows"] > 400 and r["feature_store_agreement"] == 1.0
-    for key in ("lookup_p50_ms_before", "lookup_p50_ms_after", "spark_job_seconds", "spark_rows_per_s", "in_process_rows_per_s"):
-        assert r[key] > 0, key
+    # in-process predict beats the Spark job's rows/s by a wide margin on a few thousand rows (measured ~500x)
+    assert r["in_process_to_spark_rows_per_s"] >= 10
 
 
 def streaming(r: dict[str, Any]) -> None:
