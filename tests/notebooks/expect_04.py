@@ -1,6 +1,7 @@
 """What the 04_production notebooks must have recorded (see ``lesson.record`` in each notebook).
 
-04a: the drift verdicts must equal the drift injected by construction, window for window.
+04a: the drift verdicts must equal the drift injected by construction, window for window; the online
+detectors (river) must catch the concept drift inside its window, with nothing before it.
 """
 
 from typing import Any
@@ -57,6 +58,36 @@ def drift_monitoring(r: dict[str, Any]) -> None:
     retraining = r["retraining"]
     assert retraining["week_05"]["retrained"] > retraining["week_05"]["reference model"] + 0.1
     assert retraining["week_04"]["retrained"] > retraining["week_04"]["reference model"]
+    online_detectors(r["online_detectors"])
+
+
+DETECTORS = ("ADWIN", "DDM", "PageHinkley")
+
+
+def online_detectors(online: dict[str, Any]) -> None:
+    """river's ADWIN, DDM and Page-Hinkley on the served model's 0/1 errors, each window replayed after the reference stretch."""
+    assert online["concept_window"] == "week_05"
+    # by construction the errors change where another true model labels (label, concept) or another model serves (prediction)
+    assert online["error_changed"] == ["week_04", "week_05", "week_06"]
+    rates = online["error_rate_by_construction"]
+    assert rates["week_05"] > rates["reference"] + 0.1
+    assert all(abs(rates[w] - rates["reference"]) < 0.01 for w in WINDOWS if w not in online["error_changed"])
+    # nothing before the drift: no alarm on the reference stretch every window is replayed after
+    assert online["reference_alarms"] == {name: [] for name in DETECTORS}
+    for name in DETECTORS:
+        delay = online["concept_detection_delay"][name]
+        assert delay is not None and 0 <= delay < online["window_rows"] // 10, (name, delay)
+        assert set(online["error_changed"]) <= set(online["alarm_windows"][name]), name
+        # an error alarm with no feature, label or prediction drift in its window: concept drift, only in week_05
+        assert online["online_concept_drift"][name] == ["week_05"], name
+    # ADWIN and Page-Hinkley (allowance = half the accuracy drop worth acting on): exactly the changed windows
+    assert online["alarm_windows"]["ADWIN"] == online["error_changed"]
+    assert online["alarm_windows"]["PageHinkley"] == online["error_changed"]
+    # DDM: its false alarms (shown and explained in the notebook) are in windows whose error rate is the reference's
+    assert online["ddm_false_alarms"] == sorted(set(online["alarm_windows"]["DDM"]) - set(online["error_changed"]))
+    assert len(online["ddm_false_alarms"]) <= 1
+    # river's default Page-Hinkley allowance false-alarms on the stationary reference stretch
+    assert online["default_page_hinkley_reference_alarms"] >= 1
 
 
 EXPECTATIONS = {
