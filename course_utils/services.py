@@ -350,16 +350,17 @@ def stop(name: str, settings: Settings | None = None, timeout_s: float = 20.0) -
     listener when its command line names that port. A pid file naming a stranger stops nothing.
     """
     settings = settings or load_settings()
-    record = _read_record(settings, name)
-    processes = find_processes(name, settings)
-    leader = _leader(record, name, settings)
-    if leader is not None:
-        try:
-            os.killpg(int(record["pgid"]) if record and "pgid" in record else leader.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    _terminate_then_kill(processes, timeout_s)
-    _pid_file(settings, name).unlink(missing_ok=True)
+    with timed(f"server stop: {name}"):
+        record = _read_record(settings, name)
+        processes = find_processes(name, settings)
+        leader = _leader(record, name, settings)
+        if leader is not None:
+            try:
+                os.killpg(int(record["pgid"]) if record and "pgid" in record else leader.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _terminate_then_kill(processes, timeout_s)
+        _pid_file(settings, name).unlink(missing_ok=True)
     return bool(processes)
 
 
@@ -388,13 +389,37 @@ def _terminate_then_kill(processes: list[psutil.Process], timeout_s: float) -> N
             process.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    alive = _wait_until_gone(processes, timeout_s)
     for process in alive:
         try:
             process.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(alive, timeout=5)
+    _wait_until_gone(alive, 5)
+
+
+def _wait_until_gone(processes: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait up to ``timeout_s`` for ``processes`` to end; returns the ones still running.
+
+    A process that has exited but whose parent has not reaped it yet (a zombie) counts as gone:
+    when ``course services down`` stops a server that a notebook kernel started, only the kernel
+    can reap it, and waiting for that would cost the whole timeout for every such server.
+    """
+    deadline = time.monotonic() + timeout_s
+    alive = list(processes)
+    while alive:
+        _, alive = psutil.wait_procs(alive, timeout=0.1)  # reaps the ones that are our own children
+        alive = [process for process in alive if not _is_zombie(process)]
+        if time.monotonic() >= deadline:
+            break
+    return alive
+
+
+def _is_zombie(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def stop_at_exit(name: str, settings: Settings) -> None:

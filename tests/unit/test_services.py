@@ -96,3 +96,33 @@ def test_run_files_are_private_and_the_service_is_marked(settings) -> None:
         assert (settings.workspace / ".course-workspace").is_file(), "the course marked the workspace it created"
     finally:
         stop("web", settings)
+
+
+@pytest.mark.timeout(60)
+def test_stopping_another_process_child_does_not_wait_for_its_parent_to_reap_it(settings, tmp_path) -> None:
+    """`course services down` stops servers a notebook kernel started: they stay zombies until the kernel
+    reaps them. Before this was handled, each such server cost the whole stop timeout (20 s + 5 s)."""
+    port = free_port()
+    # A parent that starts the server through the seam and then never reaps it (as a busy kernel does).
+    parent_code = (
+        "import sys, time\n"
+        "from dataclasses import replace\n"
+        "from pathlib import Path\n"
+        "from course_utils.config import load_settings\n"
+        "from course_utils.services import start_process\n"
+        f"settings = replace(load_settings({{}}), workspace=Path({str(settings.workspace)!r}))\n"
+        f"start_process('web', [sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1'], {port}, 'x', settings)\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "started"
+        server = psutil.Process(status("web", settings).pid)
+        assert server.ppid() == parent.pid, "the premise: the server is the other process's child"
+        assert stop("web", settings, timeout_s=600), "the stop returns once the server has exited, long before 600 s"
+        assert server.status() == psutil.STATUS_ZOMBIE, "and it is still waiting for its parent to reap it"
+        assert not is_listening(port)
+    finally:
+        parent.kill()
+        parent.wait()
