@@ -10,7 +10,7 @@ inputs' Delta versions (or file digests), its parameters and the code version (a
 package's source). The key is stored as the MLflow run tag ``pipeline_key``; when a FINISHED run
 with the key exists, the step is skipped and logs ``skipped: <step> day <n> (run <id>)``, and the
 outputs it recorded (``output.*`` tags) are returned as they were. A run left RUNNING by a killed
-job never matches; it is marked KILLED when the step runs again.
+job never matches; it is marked KILLED when that step of that day runs again.
 
 Example:
     >>> step_key("ingest", 1, {"raw": "ab12"}, {"rows": 400}, "c0de")[:12]   # doctest: +SKIP
@@ -250,7 +250,7 @@ def run_step(
         raise PipelineError(
             f"step {step} of day {day} has not run yet, so step {context.only[0]} of day {context.only[1]} cannot run "
             f"on its own: run `course pipeline run --days {context.only[1]}` (or the '{step}' entry point first).")
-    _mark_stale_runs_killed(context, key)
+    _mark_stale_runs_killed(context, step, day)
     tags = {KEY_TAG: key, STEP_TAG: step, DAY_TAG: str(day), CODE_TAG: context.code_version,
             **{INPUT_PREFIX + k: str(v) for k, v in inputs.items()},
             **{PARAM_PREFIX + k: str(v) for k, v in params.items()}}
@@ -273,10 +273,14 @@ def run_step(
     return record
 
 
-def _mark_stale_runs_killed(context: PipelineContext, key: str) -> None:
-    """Runs with this key left RUNNING by a killed job: mark them KILLED so nobody mistakes them for live."""
+def _mark_stale_runs_killed(context: PipelineContext, step: str, day: int) -> None:
+    """Runs of this step and day left RUNNING by a killed job: mark them KILLED so nobody mistakes them for live.
+
+    (The pipeline has one writer: a scheduler never starts a run while the previous one still runs.)
+    """
     stale = context.client.search_runs(
-        [context.experiment_id], filter_string=f"tags.{KEY_TAG} = '{key}' and attributes.status = 'RUNNING'")
+        [context.experiment_id],
+        filter_string=f"tags.{STEP_TAG} = '{step}' and tags.{DAY_TAG} = '{day}' and attributes.status = 'RUNNING'")
     for run in stale:
         logger.warning("marking run %s of an interrupted job KILLED", run.info.run_id)
         context.client.set_terminated(run.info.run_id, status="KILLED")
