@@ -1,6 +1,8 @@
 """What the 03_deployment notebooks must have recorded (see ``lesson.record`` in each notebook).
 
-Timings are recorded but never asserted as numbers: only their sanity (positive, p50 <= p95 <= p99).
+Timings are never asserted as absolute numbers (the machine may be busy): the performance claims are
+asserted as ratios and orderings, with margins well below what was measured (the measured values are
+noted next to each) and well above what a false claim would give.
 """
 
 from typing import Any
@@ -9,12 +11,14 @@ DOCKERFILE_INSTRUCTIONS = {"FROM", "RUN", "WORKDIR", "COPY", "ADD", "ENV", "ARG"
 SCORING_DATES = ["2025-09-30", "2025-10-31", "2025-11-30", "2025-12-31"]
 
 
-def _latency_is_sane(stats: dict[str, Any], rows_per_call: int | None = None) -> None:
-    assert stats["calls"] > 0
-    assert 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
-    assert stats["rows_per_s"] > 0
-    if rows_per_call is not None:
-        assert stats["rows_per_call"] == rows_per_call
+def _latency_is_sane(stats: dict[str, Any], calls: int, rows_per_call: int) -> None:
+    """Only what the notebook chose (calls, rows per call): timings are asserted as ratios by the callers."""
+    assert stats["calls"] == calls and stats["rows_per_call"] == rows_per_call
+
+
+def _batching_gain_p50(single: dict[str, Any], batch: dict[str, Any]) -> float:
+    """Rows per second of a batch call over a single-row call, both at their p50 latency."""
+    return (batch["rows_per_call"] / batch["p50_ms"]) / (single["rows_per_call"] / single["p50_ms"])
 
 
 def batch(r: dict[str, Any]) -> None:
@@ -41,9 +45,12 @@ def streaming(r: dict[str, Any]) -> None:
     assert r["sink_rows"] == r["expected_rows"]
     assert r["duplicate_rows"] == 0 and r["missing_rows"] == 0
     assert 0 < r["rows_after_first_run"] < r["expected_rows"]
-    assert r["first_run_batches"] >= 2 and r["restart_batches"] >= 1
-    assert r["max_rows_per_batch"] > 0
-    assert r["batch_p50_s"] > 0 and r["freshness_s"] >= r["batch_p50_s"]
+    assert r["first_run_batches"] >= 2
+    # maxFilesPerTrigger caps every micro-batch, also when availableNow catches up after the restart
+    assert r["max_files_per_batch"] <= r["files_per_trigger"] == 2
+    assert 0 < r["files_after_restart"] and r["restart_batches"] >= -(-r["files_after_restart"] // r["files_per_trigger"])
+    # "seconds, not milliseconds, and not hours" (measured 5.7-14 s on a busy machine)
+    assert 0.5 <= r["freshness_s"] <= 600
 
 
 def real_time(r: dict[str, Any]) -> None:
@@ -51,13 +58,15 @@ def real_time(r: dict[str, Any]) -> None:
     assert set(r["bad_request_codes"]) == {"malformed JSON", "missing column", "wrong type", "unknown format key"}
     assert all(code == 400 for code in r["bad_request_codes"].values()), r["bad_request_codes"]
     assert r["server_up_after_bad_requests"] is True
-    _latency_is_sane(r["served_single"], rows_per_call=1)
-    _latency_is_sane(r["served_batch"], rows_per_call=100)
-    _latency_is_sane(r["in_process_single"], rows_per_call=1)
-    _latency_is_sane(r["in_process_batch"], rows_per_call=100)
-    assert r["served_to_in_process_p50"] > 0 and r["batching_gain_rows_per_s"] > 0
+    _latency_is_sane(r["served_single"], calls=200, rows_per_call=1)
+    _latency_is_sane(r["served_batch"], calls=30, rows_per_call=100)
+    _latency_is_sane(r["in_process_single"], calls=200, rows_per_call=1)
+    _latency_is_sane(r["in_process_batch"], calls=30, rows_per_call=100)
+    # batching: 100-row requests give at least 5x the rows/s of single rows (measured x136-151 served, x87-97 in process)
+    assert r["batching_gain_rows_per_s"] >= 5 and r["in_process_batching_gain_rows_per_s"] >= 5
+    # the server adds HTTP, JSON and schema enforcement to the model's own predict (measured x1.7 at p50)
+    assert r["served_to_in_process_p50"] >= 1.2
     assert r["online_predictions_match"] is True
-    assert 0 < r["online_lookup_p50_ms"] and 0 < r["online_end_to_end_p50_ms"]
     assert {"FROM", "COPY", "ENTRYPOINT"} <= set(r["dockerfile_instructions"]) <= DOCKERFILE_INSTRUCTIONS
     assert r["server_stopped"] is True
 
@@ -67,20 +76,36 @@ def edge(r: dict[str, Any]) -> None:
     assert r["max_abs_probability_difference"] < 1e-5, "ONNX parity"
     assert r["label_agreement"] == 1.0
     assert r["onnx_operators"]["TreeEnsembleClassifier"] == 1 and r["onnx_operators"]["OneHotEncoder"] == 2
-    assert 0 < r["onnx_file_mb"] < r["sklearn_file_mb"]
+    # "several times smaller" file (measured 0.36 vs 2.04 MB) and runtime (80 vs 277 MB): deterministic sizes
+    assert r["sklearn_file_mb"] >= 3 * r["onnx_file_mb"] > 0
+    assert r["runtime_mb"]["scikit-learn"] >= 2 * r["runtime_mb"]["onnxruntime"]
     assert r["reloaded_difference"] == 0.0
     assert r["onnx_model_uri"].startswith("models:/")
-    for key, rows in (("sklearn_single", 1), ("onnx_single", 1), ("sklearn_batch", 100), ("onnx_batch", 100)):
-        _latency_is_sane(r[key], rows_per_call=rows)
-    assert r["onnx_speedup_single_p50"] > 0
+    for key, calls, rows in (("sklearn_single", 200, 1), ("onnx_single", 200, 1), ("sklearn_batch", 20, 100), ("onnx_batch", 20, 100)):
+        _latency_is_sane(r[key], calls=calls, rows_per_call=rows)
+    # one row: onnxruntime at least 10x faster than scikit-learn at p50 (measured x95-96)
+    assert r["onnx_speedup_single_p50"] >= 10
+    assert r["onnx_speedup_single_p50"] == r["sklearn_single"]["p50_ms"] / r["onnx_single"]["p50_ms"]
+    # 100-row calls: at least 5x the rows/s of single rows, at p50 (measured x90 scikit-learn, x25-46 onnxruntime)
+    for runtime, single, batch in (("scikit-learn", "sklearn_single", "sklearn_batch"), ("onnxruntime", "onnx_single", "onnx_batch")):
+        assert r["batching_gain_p50"][runtime] >= 5
+        assert abs(r["batching_gain_p50"][runtime] - _batching_gain_p50(r[single], r[batch])) < 1e-6 * r["batching_gain_p50"][runtime]
 
 
 def latency_summary(r: dict[str, Any]) -> None:
     paradigms = ["batch", "streaming", "real time (REST)", "edge (ONNX)"]
     assert r["paradigms"] == paradigms
-    assert all(r["request_p50_ms"][p] > 0 for p in paradigms)
-    assert r["freshness_s"]["batch"] >= 24 * 3600 and r["freshness_s"]["streaming"] > 0
-    assert r["freshness_s"]["real time (REST)"] == r["freshness_s"]["edge (ONNX)"] == 0
+    # measured freshness orders the paradigms (batch's is its job plus the schedule, a parameter; the rest measured):
+    # streaming seconds (measured 5.7-14 s) >= 10x REST's request p50 (12-24 ms) >= 10x ONNX's call (0.09 ms)
+    assert r["paradigms_by_freshness"] == paradigms
+    freshness = r["freshness_s"]
+    assert freshness["streaming"] >= 10 * freshness["real time (REST)"] and freshness["real time (REST)"] >= 10 * freshness["edge (ONNX)"]
+    # real time and edge: the data comes with the request, so freshness is the request latency, measured
+    assert freshness["real time (REST)"] == round(r["request_p50_ms"]["real time (REST)"] / 1000, 6)
+    assert freshness["edge (ONNX)"] == round(r["request_p50_ms"]["edge (ONNX)"] / 1000, 6)
+    # nothing typed in: a latency not measured is recorded as missing, not copied from another paradigm
+    assert r["request_p50_ms"]["streaming"] is None and r["request_p99_ms"]["batch"] is None
+    assert r["request_p50_ms"]["real time (REST)"] >= 10 * r["request_p50_ms"]["edge (ONNX)"]
 
 
 def lab_batch_scoring(r: dict[str, Any]) -> None:
