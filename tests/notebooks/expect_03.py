@@ -86,6 +86,10 @@ def edge(r: dict[str, Any]) -> None:
     # one row: onnxruntime at least 10x faster than scikit-learn at p50 (measured x95-96)
     assert r["onnx_speedup_single_p50"] >= 10
     assert r["onnx_speedup_single_p50"] == r["sklearn_single"]["p50_ms"] / r["onnx_single"]["p50_ms"]
+    # ... and than the pyfunc wrapper MLflow's scoring server runs (signature enforcement on top)
+    _latency_is_sane(r["pyfunc_single"], calls=50, rows_per_call=1)
+    assert r["onnx_speedup_vs_pyfunc_single_p50"] >= 10
+    assert r["onnx_speedup_vs_pyfunc_single_p50"] == r["pyfunc_single"]["p50_ms"] / r["onnx_single"]["p50_ms"]
     # 100-row calls: at least 5x the rows/s of single rows, at p50 (measured x90 scikit-learn, x25-46 onnxruntime)
     for runtime, single, batch in (("scikit-learn", "sklearn_single", "sklearn_batch"), ("onnxruntime", "onnx_single", "onnx_batch")):
         assert r["batching_gain_p50"][runtime] >= 5
