@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from course_utils.config import Settings, load_settings
 from course_utils.errors import CourseError
+from course_utils.timing import timed
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -259,7 +260,7 @@ def run_step(
     run = context.client.create_run(context.experiment_id, run_name=f"day{day:02d}-{step}", tags=tags)
     run_id = run.info.run_id
     try:
-        with mlflow.start_run(run_id=run_id):
+        with timed(f"pipeline {step}: day {day}"), mlflow.start_run(run_id=run_id):
             if params:
                 mlflow.log_params(dict(params))
             outputs = {k: str(v) for k, v in body(run_id).items()}

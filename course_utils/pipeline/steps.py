@@ -103,7 +103,7 @@ def ingest(context: PipelineContext, day: int, raw_file: Any) -> StepRecord:
         header = header_of(raw_file)
         raw = (spark.read.option("header", True).option("mode", "PERMISSIVE")
                .option("columnNameOfCorruptRecord", "_corrupt_record")
-               .schema(RAW_SCHEMA + ", _corrupt_record STRING").csv(str(raw_file))).cache()
+               .schema(RAW_SCHEMA + ", _corrupt_record STRING").csv(str(raw_file)))
         frame = raw.toPandas()
         corrupt = int(frame["_corrupt_record"].notna().sum())
         verdict = validate_batch(header, frame.drop(columns=["_corrupt_record"]), corrupt)
@@ -112,9 +112,7 @@ def ingest(context: PipelineContext, day: int, raw_file: Any) -> StepRecord:
             bronze = (raw.drop("_corrupt_record").withColumn("source_file", F.lit(raw_file.name))
                       .withColumn("day", F.lit(day)))
             version = _write_day(bronze, context.table("bronze"), day)
-            raw.unpersist()
             return {"status": "loaded", "rows": verdict.rows, "bronze_version": version}
-        raw.unpersist()
         quarantine = spark.createDataFrame(
             [(day, raw_file.name, inputs["raw_sha256"], verdict.reason, verdict.rows)],
             "day INT, source_file STRING, sha256 STRING, reason STRING, rows INT")
@@ -263,11 +261,17 @@ def log_model(pipeline: Any, example: pd.DataFrame) -> Any:
 
     from course_utils.models import pinned_requirements
 
+    import warnings
+
+    # Inferred from complete rows: a day with missing values would otherwise mark columns optional,
+    # and the challenger's signature would differ from the champion's.
+    complete = example.dropna()
+    with warnings.catch_warnings():  # "integer output column": the 0/1 class labels are never missing
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(complete, pipeline.predict(complete))
     return mlflow.sklearn.log_model(
-        # Inferred from complete rows: a day with missing values would otherwise mark columns optional,
-        # and the challenger's signature would differ from the champion's.
-        pipeline, name="model", signature=infer_signature(example.dropna(), pipeline.predict(example.dropna())),
-        input_example=example.head(5), pip_requirements=pinned_requirements(), skops_trusted_types=SKOPS_TRUSTED)
+        pipeline, name="model", signature=signature, input_example=example.head(5),
+        pip_requirements=pinned_requirements(), skops_trusted_types=SKOPS_TRUSTED)
 
 
 def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -432,6 +436,8 @@ def score_rest(context: PipelineContext, day: int, gold_version: int, champion: 
     """The day's rows through the module 04 router to ``mlflow models serve`` of the champion, checked in process."""
 
     def body(run_id: str) -> dict[str, Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
         import mlflow
 
         from course_utils.ports import free_port
@@ -442,19 +448,23 @@ def score_rest(context: PipelineContext, day: int, gold_version: int, champion: 
 
         gold = read_delta(context.table("gold"), gold_version, day=day)
         server_name, router_name = f"{context.name}-model", f"{context.name}-router"
-        server = start_model_server(f"models:/{context.model_name}/{champion}", context.settings,
-                                    tracking_uri=context.tracking_uri, name=server_name)
-        try:
-            config = write_config(context.dir / "router.json",
-                                  RouterConfig(policy=weighted_policy({"champion": server.url}, {"champion": 100})))
-            port = free_port()
-            start_router(router_name, config, port, context.settings)
+        server_port, router_port = free_port(), free_port()
+        config = write_config(context.dir / "router.json", RouterConfig(
+            policy=weighted_policy({"champion": f"http://127.0.0.1:{server_port}"}, {"champion": 100})))
+        # The router and the model server start side by side: each waits for its own health check.
+        with ThreadPoolExecutor(1) as pool:
+            router = pool.submit(start_router, router_name, config, router_port, context.settings)
             try:
-                predictions = predict_rest(f"http://127.0.0.1:{port}", model_inputs(gold))
+                server = start_model_server(f"models:/{context.model_name}/{champion}", context.settings,
+                                            tracking_uri=context.tracking_uri, name=server_name, port=server_port)
+                try:
+                    router.result()
+                    predictions = predict_rest(f"http://127.0.0.1:{router_port}", model_inputs(gold))
+                finally:
+                    stop_model_server(server, context.settings)
             finally:
+                router.exception()  # the start has ended (started or failed) before it is stopped
                 stop(router_name, context.settings)
-        finally:
-            stop_model_server(server, context.settings)
         rest = gold[["customer_id", "day"]].copy()
         rest["model_version"] = int(champion)
         rest["prediction"] = [int(p) for p in predictions]
