@@ -6,13 +6,22 @@ from typing import Any
 def models_and_flavors(r: dict[str, Any]) -> None:
     assert r["flavors"] == ["python_function", "sklearn"]
     assert {"MLmodel", "model.skops", "requirements.txt", "python_env.yaml", "conda.yaml"} <= set(r["model_files"])
-    # Prior-to-training: one column per category value instead of two raw categorical columns.
-    assert r["inputs_within"] == 10 and r["inputs_prior"] == 8 + 5 + 3
-    assert r["extra_storage_kb_prior"] > 0
+    # Prior to training, a caller must send the encoded columns: the model refuses the raw ones.
+    assert r["prior_refuses_raw_columns"] is True
+    # Stored for the transformation: the encoded table (measured 127 KB in ci) against the fitted encoder (58 KB,
+    # serialized alone); sizes are deterministic, the direction is the claim.
+    stored = r["stored_for_transformation_kb"]
+    assert stored["prior to training"] > stored["within the model"] > 0
     assert 0.0 < r["f1_prior"] < 1.0 and 0.0 < r["f1_within"] < 1.0 and abs(r["f1_prior"] - r["f1_within"]) < 0.1
-    for variant in ("prior: encoded row given", "prior: encode at request", "within the model"):
-        assert r["latency_ms"]["1 row"][variant] > 0 and r["latency_ms"]["1,000 rows"][variant] > 0
-    assert set(r["model_kb"]) == {"prior to training", "within the model"} and min(r["model_kb"].values()) > 0
+    # One row: the transformation costs latency wherever it runs at request time, against a pre-encoded row (timed in
+    # turns; measured x1.4-1.9 within the model, x1.5-2.2 encoding at the caller; no transformation cost gives x1.0).
+    ratios = r["latency_ratio_1_row"]
+    assert ratios["within the model / encoded row given"] >= 1.1 and ratios["encode at request / encoded row given"] >= 1.1
+    one_row = r["latency_ms"]["1 row"]
+    assert abs(ratios["within the model / encoded row given"] - one_row["within the model"] / one_row["prior: encoded row given"]) < 0.01
+    assert set(r["model_kb"]) == {"prior to training", "within the model"}
+    # the custom pyfunc cleans a messy request into exactly the hand-cleaned one, and the cleaning matters
+    assert r["cleaning_matches_by_hand"] is True and r["cleaning_changes_answer"] is True
     assert r["risk_columns"] == ["churn_probability", "risk_band", "action"]
     assert set(r["risk_bands_test"]) <= {"low", "medium", "high"} and sum(r["risk_bands_test"].values()) == r["rows_compared"]
     assert r["signature_errors"] == {"missing_column": True, "wrong_type": True}
