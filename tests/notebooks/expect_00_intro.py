@@ -16,6 +16,16 @@ def course_overview(r: dict[str, Any]) -> None:
     assert r["ml_code_lines"] == sum(1 for line in inspect.getsource(churn_pipeline).splitlines() if line.strip())
     assert r["ml_code_share"] < 0.05
     assert r["pillars_with_evidence"] == 4
+    # MLflow's four components, each touched: flavors read from the MLmodel file, a registry version
+    # loaded by alias, the project's entry points parsed from projects/churn/MLproject.
+    components = r["mlflow_components"]
+    assert {"sklearn", "python_function"} <= set(components["flavors"])
+    assert components["registered_version"] == "1", "a reset deletes the lesson's registered model: v1 on every run"
+    assert components["champion_same_predictions"] is True
+    assert components["project_entry_points"] == ["main"]
+    # Python, REST and the CLI read the same stored metric.
+    access = r["mlflow_access"]
+    assert access["python"] == access["rest"] == access["cli"] == r["mlflow_accuracy"]
 
 
 EXPECTATIONS = {"00_course_overview": course_overview}
