@@ -255,10 +255,10 @@ def run_step(
     tags = {KEY_TAG: key, STEP_TAG: step, DAY_TAG: str(day), CODE_TAG: context.code_version,
             **{INPUT_PREFIX + k: str(v) for k, v in inputs.items()},
             **{PARAM_PREFIX + k: str(v) for k, v in params.items()}}
-    logger.info("running: %s day %d", step, day)
     mlflow.set_tracking_uri(context.tracking_uri)
     run = context.client.create_run(context.experiment_id, run_name=f"day{day:02d}-{step}", tags=tags)
     run_id = run.info.run_id
+    logger.info("running: %s day %d (run %s)", step, day, run_id)
     try:
         with timed(f"pipeline {step}: day {day}"), mlflow.start_run(run_id=run_id):
             if params:

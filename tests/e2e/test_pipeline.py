@@ -2,9 +2,10 @@
 idempotence, kill-and-rerun and the refused degraded challenger.
 
 One module-scoped scenario keeps the cost down: pipeline A runs in this process over two days whose
-second raw file is broken (quarantined), then day 3 (the injected drift: retrain); pipeline B runs the
-same two days headless with ``course pipeline run``, is SIGKILLed in the middle of training, and is
-run again. Every assertion compares states read back from Delta and MLflow.
+first raw file is broken (quarantined; day 2 trains the first champion); pipeline B runs the same two
+days headless with ``course pipeline run``, is SIGKILLed in the middle of training, and is run again.
+Every assertion compares states read back from Delta and MLflow. Drift and retraining are proved by
+the module 05 notebook's expectations.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.slow
 TABLES = ("bronze", "quarantine", "gold", "predictions", "stream_predictions")
 # Outputs that name things unique to one pipeline (ids, paths) rather than what it computed.
 IDENTITY_OUTPUTS = ("model_uri", "model_id", "feast_source", "alert")
-BROKEN_DAY = 2
+BROKEN_DAY = 1
+DAYS = 2
 TIMES: dict[str, float] = {}
 
 
@@ -51,7 +53,7 @@ def restored_tracking_uri() -> Iterator[None]:
 
 
 def land_with_broken_day(context: PipelineContext, days: int) -> None:
-    """Land days 1..days as the source system would, with day 2's file schema-broken."""
+    """Land days 1..days as the source system would, with day 1's file schema-broken."""
     for day in range(1, days + 1):
         path = land_day(context.landing_dir, day, context.seed, context.rows_per_day, context.drift_day)
         if day == BROKEN_DAY and "support_tickets_28d" in path.read_text().splitlines()[0]:
@@ -93,34 +95,30 @@ def run_ids(context: PipelineContext) -> set[str]:
 
 @pytest.fixture(scope="module")
 def scenario(course_settings) -> Iterator[dict[str, Any]]:
-    """Pipeline A in this process (2 days, then day 3); pipeline B headless, killed mid-train and rerun."""
+    """Pipeline A in this process; pipeline B headless, killed mid-train and rerun (both: 2 days, day 1 broken)."""
     logging.getLogger("course_utils.pipeline").setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with restored_tracking_uri():
         a = PipelineContext.headless("pipe_a", course_settings)
-        land_with_broken_day(a, 3)
+        land_with_broken_day(a, DAYS)
         started = time.time()
-        run_pipeline(a, days=2, rest=False)
+        results = run_pipeline(a, days=DAYS, rest=False)
         TIMES["A: 2 days in process"] = time.time() - started
         state_after_two_days = pipeline_state(a)
 
         b = PipelineContext.headless("pipe_b", course_settings)
-        land_with_broken_day(b, 2)
+        land_with_broken_day(b, DAYS)
         command = [str(Path(sys.executable).parent / "course"), "pipeline", "run", "--days", "2", "--no-rest",
                    "--name", "pipe_b"]
         started = time.time()
-        killed = _kill_during(command, "running: train day 1", after_s=1.0)
+        killed = _kill_during(command, f"running: train day {DAYS} (run", after_s=0.5)
         TIMES["B: until SIGKILL"] = time.time() - started
         started = time.time()
         rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
         TIMES["B: rerun to the end"] = time.time() - started
         assert rerun.returncode == 0, rerun.stderr[-3000:]
-
-        started = time.time()
-        day3 = run_pipeline(a, days=3, rest=False)
-        TIMES["A: day 3 (drift, retrain)"] = time.time() - started
         yield {"a": a, "b": b, "a_two_days": state_after_two_days, "killed_log": killed,
-               "rerun_log": rerun.stderr, "day3": day3}
+               "rerun_log": rerun.stderr, "results": results}
         if a._spark is not None:
             a._spark.stop()
     print("\npipeline test phases (s):", {k: round(v, 1) for k, v in TIMES.items()})
@@ -145,7 +143,7 @@ def _kill_during(command: list[str], line: str, after_s: float) -> str:
     return "".join(seen)
 
 
-def test_broken_file_is_quarantined_with_its_reason_and_the_run_continues(scenario, caplog) -> None:
+def test_broken_file_is_quarantined_with_its_reason_and_the_run_continues(scenario) -> None:
     from deltalake import DeltaTable
 
     a = scenario["a"]
@@ -153,10 +151,10 @@ def test_broken_file_is_quarantined_with_its_reason_and_the_run_continues(scenar
     assert quarantine["day"].tolist() == [BROKEN_DAY]
     assert "schema: missing columns ['support_tickets_28d'], unexpected columns ['tickets_28d']" in quarantine["reason"][0]
     bronze_days = sorted(DeltaTable(a.table("bronze")).to_pandas()["day"].unique().tolist())
-    assert BROKEN_DAY not in bronze_days and bronze_days == [1, 3], "the broken day is not loaded; the next one is"
-    assert f"quarantined: day {BROKEN_DAY} (day_02.csv): schema:" in scenario["rerun_log"]
+    assert bronze_days == [2], "the broken day is not loaded; the next one is"
+    assert f"quarantined: day {BROKEN_DAY} (day_0{BROKEN_DAY}.csv): schema:" in scenario["rerun_log"]
     assert "the run continues with the next day" in scenario["rerun_log"]
-    assert [r.status for r in scenario["day3"]] == ["loaded", "quarantined", "loaded"]
+    assert [(r.status, r.decisions) for r in scenario["results"]] == [("quarantined", []), ("loaded", ["promoted"])]
 
 
 def test_running_the_days_again_changes_nothing(scenario) -> None:
@@ -165,8 +163,8 @@ def test_running_the_days_again_changes_nothing(scenario) -> None:
     a.records.clear()
     with restored_tracking_uri():
         started = time.time()
-        run_pipeline(a, days=3, rest=False)
-        TIMES["A: 3 days again (all skipped)"] = time.time() - started
+        run_pipeline(a, days=DAYS, rest=False)
+        TIMES["A: both days again (all skipped)"] = time.time() - started
     assert a.records and all(r.skipped for r in a.records), [r.step for r in a.records if not r.skipped]
     assert delta_versions(a) == versions, "no new Delta version"
     assert run_ids(a) == runs, "no new MLflow run"
@@ -182,28 +180,18 @@ def test_killed_job_rerun_ends_like_an_uninterrupted_run(scenario) -> None:
     assert actual["tables"] == expected["tables"], "same Delta contents (predictions included)"
     assert actual["finished_runs"] == expected["finished_runs"], "same finished step runs and outputs"
     assert actual["aliases"] == expected["aliases"] and actual["model_versions"] == expected["model_versions"]
-    assert expected["tables"]["predictions"], "there were predictions to compare"
-
-
-def test_drift_triggers_a_retrain_and_only_a_better_challenger_is_promoted(scenario) -> None:
-    a = scenario["a"]
-    day3 = scenario["day3"][-1]
-    assert day3.drifted_columns == "minutes_per_session"
-    validate = a.client.search_runs([a.experiment_id], "tags.pipeline_step = 'validate' and tags.pipeline_day = '3'",
-                                    order_by=["attributes.start_time ASC"])
-    candidate_f1 = float(validate[0].data.tags["output.candidate_f1"])
-    champion_f1 = float(validate[0].data.tags["output.champion_f1"])
-    assert day3.decisions == (["promoted"] if candidate_f1 >= champion_f1 else ["kept"])
+    assert expected["tables"]["predictions"] and expected["tables"]["stream_predictions"], "there were predictions"
 
 
 def test_a_degraded_challenger_never_becomes_champion(scenario) -> None:
     a = scenario["a"]
     champion_before = a.client.get_model_version_by_alias(a.model_name, "champion").version
     with restored_tracking_uri():
-        records = challenge_with_degraded_model(a, 3)
+        records = challenge_with_degraded_model(a, DAYS)
     validated, promoted = records[2], records[3]
     assert validated.outputs["verdict"] == "failed"
     assert "f1_not_worse" in validated.outputs["failed_checks"]
+    assert float(validated.outputs["candidate_f1"]) < float(validated.outputs["champion_f1"])
     assert promoted.outputs["decision"] == "kept"
     assert a.client.get_model_version_by_alias(a.model_name, "champion").version == champion_before
     refused = a.client.get_model_version(a.model_name, records[1].outputs["version"])
@@ -220,3 +208,19 @@ def test_a_malformed_file_is_quarantined_by_a_real_ingest(scenario) -> None:
         record = steps.ingest(a, 9, path)
     assert record.outputs["status"] == "quarantined"
     assert record.outputs["reason"].startswith(f"malformed: 2 of {a.rows_per_day} rows do not parse")
+
+
+def test_an_mlproject_entry_point_runs_one_step_of_one_day(scenario) -> None:
+    """``mlflow run projects/pipeline -e monitor``: the step of a finished day is found and skipped."""
+    a = scenario["a"]
+    root = Path(__file__).resolve().parents[2]
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": a.tracking_uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    started = time.time()
+    result = subprocess.run(
+        [str(bin_dir / "mlflow"), "run", str(root / "projects" / "pipeline"), "-e", "monitor", "-P", f"day={DAYS}",
+         "-P", "name=pipe_a", "--env-manager", "local"], env=env, capture_output=True, text=True, timeout=300)
+    TIMES["mlflow run -e monitor"] = time.time() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    monitor = a.client.search_runs([a.experiment_id], f"tags.pipeline_step = 'monitor' and tags.pipeline_day = '{DAYS}'")
+    assert f"monitor day {DAYS}: skipped (run {monitor[0].info.run_id})" in result.stdout
