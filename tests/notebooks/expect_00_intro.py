@@ -23,6 +23,8 @@ def course_overview(r: dict[str, Any]) -> None:
     assert components["registered_version"] == "1", "a reset deletes the lesson's registered model: v1 on every run"
     assert components["champion_same_predictions"] is True
     assert components["project_entry_points"] == ["main"]
+    # Every layer of the stack is installed here: its version was read from the package or the binary.
+    assert r["stack_versions_found"] == len(r["stack_layers"])
     # Python, REST and the CLI read the same stored metric.
     access = r["mlflow_access"]
     assert access["python"] == access["rest"] == access["cli"] == r["mlflow_accuracy"]
