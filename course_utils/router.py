@@ -4,10 +4,12 @@ The routing decisions live in :mod:`course_utils.routing`; this module is the pl
 
 - ``POST /invocations``: choose an arm with the current policy, forward the body to
   ``<arm url>/invocations`` and return the backend's answer with an ``X-Router-Arm`` header.
-  A backend that is down, too slow (``timeout_s``) or answers 5xx counts as a failure of that
-  arm and the next arm of :func:`~course_utils.routing.failover_order` is tried; a 4xx (a
-  malformed request) is passed back as it is, never retried elsewhere. When no arm answers,
-  the router answers 503 and says what happened to each arm.
+  A backend that is down, too slow (``timeout_s``), answers 5xx, or answers the 400 with which
+  ``mlflow models serve`` reports that the *model* raised inside ``predict``
+  (:func:`failure_reason`) counts as a failure of that arm, and the next arm of
+  :func:`~course_utils.routing.failover_order` is tried; any other 4xx (a malformed request)
+  is passed back as it is, never retried elsewhere. When no arm answers, the router answers
+  503 and says what happened to each arm.
 - shadow arms get a copy of each request concurrently; both predictions are appended to the
   ``shadow_log`` JSON-lines file after the answer has gone out, so a shadow never slows a user.
 - ``GET/PUT /admin/policy``: read or replace the policy (JSON). The router holds the policy in
@@ -73,7 +75,13 @@ logger = logging.getLogger(__name__)
 USER_HEADER = "X-User-Id"
 ARM_HEADER = "X-Router-Arm"
 DEFAULT_TIMEOUT_S = 5.0
-FAILURE_REASONS = ("5xx", "timeout", "unreachable")
+FAILURE_REASONS = ("5xx", "model_error", "timeout", "unreachable")
+# ``mlflow models serve`` answers 400 with error_code BAD_REQUEST both for a malformed request and when
+# the model raises inside predict: its scoring server (mlflow/pyfunc/scoring_server/__init__.py,
+# ``invocations``) wraps any exception from ``model.predict`` that is not an MlflowException in an
+# MlflowException with this message. Only the message tells the model's crash from the client's mistake
+# (tests/unit/test_router.py checks it against the installed MLflow's own answers).
+MLFLOW_PREDICT_CRASH_MESSAGE = "Encountered an unexpected error while evaluating the model"
 ROLES = ("primary", "shadow")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PREDICTION_BUCKETS = tuple(round(0.1 * step, 1) for step in range(11))  # 0.0 ... 1.0: labels or probabilities
@@ -162,9 +170,49 @@ def write_config(path: Path, config: RouterConfig) -> Path:
 # --- responses and predictions ---------------------------------------------------------------
 
 
-def failure_reason(status_code: int) -> str | None:
-    """``"5xx"`` when the backend failed; None for 2xx-4xx (a 4xx is the client's mistake, not the arm's)."""
-    return "5xx" if status_code >= 500 else None
+def is_mlflow_predict_crash(body: bytes) -> bool:
+    """True when ``body`` is MLflow's error for a model that raised inside ``predict`` (sent with status 400).
+
+    Other 400s of ``mlflow models serve`` are the request's fault and say so: no known input
+    format ("The input must be a JSON dictionary with exactly one of the input fields ..."),
+    invalid JSON or values that do not convert ("Invalid input. ..."), columns that do not fit the
+    model's signature (INVALID_PARAMETER_VALUE, "Failed to predict data ... Failed to enforce
+    schema ..."). A model that raises an MlflowException itself gets the status of the error code
+    it chose, so that choice is respected. Caveat: a model *without* a signature can also crash on
+    input that is the client's mistake; MLflow checks a signature before ``predict`` runs, so with
+    one, a crash in ``predict`` is the model's.
+
+    Example:
+        >>> is_mlflow_predict_crash(b'{"error_code": "BAD_REQUEST", "message": "Encountered an unexpected error '
+        ...                         b'while evaluating the model. Verify that ..."}')
+        True
+        >>> is_mlflow_predict_crash(b'{"error_code": "BAD_REQUEST", "message": "The input must be a JSON dictionary ..."}')
+        False
+    """
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(payload, dict)
+        and payload.get("error_code") == "BAD_REQUEST"
+        and str(payload.get("message", "")).startswith(MLFLOW_PREDICT_CRASH_MESSAGE)
+    )
+
+
+def failure_reason(status_code: int, body: bytes = b"") -> str | None:
+    """Why an arm's answer is the arm's failure, or None when the arm answered (2xx) or the client erred (4xx).
+
+    ``"5xx"`` for a server error; ``"model_error"`` for the 400 with which ``mlflow models serve``
+    reports that the model crashed in ``predict`` (:func:`is_mlflow_predict_crash`): a failure of
+    the backend, whatever the status code says, so it is retried on another arm and counts towards
+    a rollback. Any other 4xx is the request's fault, passed back and never retried.
+    """
+    if status_code >= 500:
+        return "5xx"
+    if status_code == 400 and is_mlflow_predict_crash(body):
+        return "model_error"
+    return None
 
 
 def prediction_values(payload: Any) -> list[float]:
@@ -242,7 +290,8 @@ def build_metrics(prediction_buckets: tuple[float, ...] = PREDICTION_BUCKETS) ->
     return RouterMetrics(
         registry=registry,
         requests=Counter(name("requests"), "Requests forwarded to an arm", ["arm", "role"], registry=registry),
-        errors=Counter(name("errors"), "Arm failures: 5xx, timeout, unreachable", ["arm", "role", "reason"], registry=registry),
+        errors=Counter(name("errors"), "Arm failures: 5xx, model_error (MLflow's 400 for a crash in predict), timeout, unreachable",
+                       ["arm", "role", "reason"], registry=registry),
         client_errors=Counter(name("client_errors"), "4xx answers passed back to the client", ["arm", "role"], registry=registry),
         latency=Histogram(name("latency"), "Seconds an arm took to answer or fail", ["arm", "role"],
                           buckets=LATENCY_BUCKETS, registry=registry),
@@ -356,11 +405,11 @@ class Router:
             return Attempt(arm, role, time.perf_counter() - started, failure="unreachable")
         return Attempt(
             arm, role, time.perf_counter() - started, response.status_code, response.content,
-            response.headers.get("content-type", "application/json"), failure_reason(response.status_code),
+            response.headers.get("content-type", "application/json"), failure_reason(response.status_code, response.content),
         )
 
     async def _serve(self, policy: Policy, chosen: Arm, body: bytes, content_type: str) -> list[Attempt]:
-        """Try arms in failover order until one answers (2xx or 4xx); returns every attempt made."""
+        """Try arms in failover order until one answers (2xx, or a 4xx that is the client's); returns every attempt made."""
         attempts: list[Attempt] = []
         for arm in failover_order(policy, chosen):
             attempt = await self._forward(arm, "primary", body, content_type)

@@ -14,8 +14,9 @@ strategy can be tried without a server:
 - **switch** (blue-green): :func:`switch_to` returns a policy with all traffic on one arm; the
   router replaces its policy in one assignment, so no request sees half a switch.
 - **failover** and **rollback**: :func:`failover_order` says which arms to try when the chosen
-  one is down, slow or answers 5xx; :func:`rollback_reason` decides from an arm's recent
-  error rate and p99 latency whether :func:`rollback` should take its traffic away.
+  one is down, slow, answers 5xx or its model crashed in ``predict``; :func:`rollback_reason`
+  decides from an arm's recent error rate and p99 latency whether :func:`rollback` should take
+  its traffic away.
 
 Example:
     >>> policy = canary_policy("http://127.0.0.1:5001", "http://127.0.0.1:5002", percent=5)
@@ -100,7 +101,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class ArmStats:
-    """An arm's recent record: requests, failures (5xx, timeout, unreachable) and p99 latency."""
+    """An arm's recent record: requests, failures (5xx, model crash, timeout, unreachable) and p99 latency."""
 
     requests: int
     errors: int
@@ -113,7 +114,7 @@ class ArmStats:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One request to one arm: did it fail (5xx, timeout, unreachable), and how long it took."""
+    """One request to one arm: did it fail (5xx, model crash, timeout, unreachable), and how long it took."""
 
     failed: bool
     seconds: float = field(default=0.0)

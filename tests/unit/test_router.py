@@ -2,8 +2,11 @@
 
 Backends are tiny Starlette apps that answer like ``mlflow models serve`` (``{"predictions": [...]}``,
 a 400 with MLflow's error shape for a malformed body) or misbehave on purpose: answer 500, answer
-too late, or not listen at all. The last tests start the router through the course's process seam
-and, marked slow, route between two real ``mlflow models serve`` backends.
+too late, or not listen at all. MLflow's own scoring app (``mlflow.pyfunc.scoring_server.init``,
+what ``mlflow models serve`` runs) serves a model with a bug in ``predict``, in process, to check
+the router against MLflow's real 400s: a crash in ``predict`` versus a malformed request. The last
+tests start the router through the course's process seam and, marked slow, route between two real
+``mlflow models serve`` backends.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -31,7 +36,9 @@ from course_utils.config import LOOPBACK
 from course_utils.ports import free_port, is_port_free
 from course_utils.router import (
     ARM_HEADER,
+    FAILURE_REASONS,
     METRIC_NAMES,
+    MLFLOW_PREDICT_CRASH_MESSAGE,
     RouterConfig,
     build_metrics,
     config_from_dict,
@@ -62,6 +69,14 @@ from course_utils.routing import (
 TIMEOUT_S = 0.5  # the router's per-backend timeout in these tests; the slow backend takes 4x longer
 BODY = {"dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}}
 BAD_BODY_MESSAGE = {"error_code": "BAD_REQUEST", "message": "Invalid input. Expected dataframe_split."}
+# For the model with a bug (``mlflow_app``): x = 1 and 2 are in its lookup table, 3 is not (KeyError in predict).
+IN_TABLE = {"dataframe_split": {"columns": ["x"], "data": [[1.0], [2.0]]}}
+NOT_IN_TABLE = {"dataframe_split": {"columns": ["x"], "data": [[3.0]]}}
+MALFORMED_FOR_MLFLOW = {
+    "no input format": {"no_such_format": []},
+    "not the signature's type": {"dataframe_split": {"columns": ["x"], "data": [["abc"]]}},
+    "missing column": {"dataframe_split": {"columns": ["y"], "data": [[1.0]]}},
+}
 
 
 # --- servers in threads ----------------------------------------------------------------------
@@ -125,6 +140,49 @@ def router(policy: Policy, shadow_log: Path | None = None) -> Iterator[tuple[str
         yield url, client
 
 
+# MLflow advises type hints on predict the first time the served model predicts (in the server's thread).
+IGNORE_MLFLOW_TYPE_HINT_ADVICE = pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def mlflow_app(tmp_path_factory: pytest.TempPathFactory) -> Starlette:
+    """MLflow's own scoring app for a pyfunc whose ``predict`` raises KeyError for x outside its lookup table."""
+    import mlflow
+    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+    from mlflow.models import ModelSignature
+    from mlflow.pyfunc import scoring_server
+    from mlflow.types import ColSpec, Schema
+
+    path = tmp_path_factory.mktemp("mlflow-model") / "lookup"
+    signature = ModelSignature(inputs=Schema([ColSpec("double", "x")]), outputs=Schema([ColSpec("double")]))
+    with warnings.catch_warnings():  # MLflow's advice on type hints and input examples, not this test's subject
+        warnings.simplefilter("ignore", UserWarning)
+
+        class LookupModel(mlflow.pyfunc.PythonModel):
+            """A release bug: a value missing from the lookup table raises inside predict."""
+
+            def predict(self, context, model_input, params=None):  # noqa: ARG002 (pyfunc's signature)
+                return [{1.0: 0.2, 2.0: 0.8}[x] for x in model_input["x"]]
+
+        mlflow.pyfunc.save_model(str(path), python_model=LookupModel(), signature=signature)
+        model = mlflow.pyfunc.load_model(str(path))
+    flag = _MLFLOW_IS_IN_SERVING_ENVIRONMENT.name
+    before = os.environ.get(flag)
+    app = scoring_server.init(model)  # sets the serving flag in os.environ; this test process is no server
+    if before is None:
+        os.environ.pop(flag, None)
+    else:
+        os.environ[flag] = before
+    return app
+
+
+@pytest.fixture(scope="module")
+def mlflow_backend(mlflow_app: Starlette) -> Iterator[str]:
+    """The base URL of ``mlflow_app`` served by uvicorn on 127.0.0.1 (what ``mlflow models serve`` runs)."""
+    with serve(mlflow_app) as url:
+        yield url
+
+
 def policy_of(mode: str = "weighted", **weights_and_urls: tuple[str, float]) -> Policy:
     return Policy(mode, tuple(Arm(name, url, weight) for name, (url, weight) in weights_and_urls.items()))  # type: ignore[arg-type]
 
@@ -151,6 +209,37 @@ def test_prediction_values_flattens_numbers_of_every_mlflow_answer_shape() -> No
 
 def test_only_5xx_is_an_arm_failure() -> None:
     assert [failure_reason(code) for code in (200, 400, 404, 422, 500, 503)] == [None, None, None, None, "5xx", "5xx"]
+
+
+def test_a_400_is_an_arm_failure_only_with_mlflows_body_for_a_crash_in_predict() -> None:
+    crash = {"error_code": "BAD_REQUEST", "message": f"{MLFLOW_PREDICT_CRASH_MESSAGE}. Verify that the serialized input "
+             "Dataframe is compatible with the model for inference.", "stack_trace": "Traceback ...\nKeyError: 3.0\n"}
+    schema = {"error_code": "INVALID_PARAMETER_VALUE", "message": "Failed to predict data '   y\n0  1.0'. \nError: Failed to "
+              "enforce schema of data '   y\n0  1.0' with schema '['x': double (required)]'."}
+    assert failure_reason(400, json.dumps(crash).encode()) == "model_error"
+    assert failure_reason(400, json.dumps(BAD_BODY_MESSAGE).encode()) is None
+    assert failure_reason(400, json.dumps(schema).encode()) is None  # raised inside predict, but by the signature check
+    assert failure_reason(400, json.dumps(crash | {"error_code": "INVALID_PARAMETER_VALUE"}).encode()) is None
+    assert failure_reason(422, json.dumps(crash).encode()) is None  # only MLflow's status for it
+    assert failure_reason(400, b"not json") is None and failure_reason(400, b"[1, 2]") is None
+    assert failure_reason(500, json.dumps(BAD_BODY_MESSAGE).encode()) == "5xx"
+
+
+@IGNORE_MLFLOW_TYPE_HINT_ADVICE
+def test_mlflows_real_400s_tell_a_crash_in_predict_from_a_malformed_request(mlflow_backend: str) -> None:
+    """The installed MLflow's own answers: if its wording changes, this fails before the router misjudges."""
+    with httpx.Client(base_url=mlflow_backend, trust_env=False, timeout=30) as client:
+        answered = client.post("/invocations", json=IN_TABLE)
+        crashed = client.post("/invocations", json=NOT_IN_TABLE)
+        malformed = {name: client.post("/invocations", json=body) for name, body in MALFORMED_FOR_MLFLOW.items()}
+        malformed["not JSON"] = client.post("/invocations", content=b"{", headers={"Content-Type": "application/json"})
+    assert (answered.status_code, answered.json()) == (200, {"predictions": [0.2, 0.8]})
+    assert crashed.status_code == 400 and crashed.json()["error_code"] == "BAD_REQUEST"
+    assert "KeyError: 3.0" in crashed.json()["stack_trace"]  # the model's own exception, behind MLflow's 400
+    assert failure_reason(crashed.status_code, crashed.content) == "model_error"
+    for name, answer in malformed.items():
+        assert answer.status_code == 400, name
+        assert failure_reason(answer.status_code, answer.content) is None, (name, answer.json()["message"])
 
 
 def test_config_resolves_shadow_log_next_to_the_config_file(tmp_path: Path) -> None:
@@ -226,7 +315,49 @@ def test_a_malformed_request_gets_the_backends_4xx_and_is_not_retried(backends: 
         assert response.headers[ARM_HEADER] == "blue"
         assert metric(client, METRIC_NAMES["client_errors"], arm="blue", role="primary") == 1
         assert metric(client, METRIC_NAMES["requests"], arm="green", role="primary") == 0
-        assert sum(metric(client, METRIC_NAMES["errors"], arm="blue", reason=r) for r in ("5xx", "timeout", "unreachable")) == 0
+        assert sum(metric(client, METRIC_NAMES["errors"], arm="blue", reason=r) for r in FAILURE_REASONS) == 0
+
+
+@IGNORE_MLFLOW_TYPE_HINT_ADVICE
+def test_a_malformed_request_to_a_real_mlflow_backend_gets_its_400_and_is_not_retried(
+    mlflow_backend: str, backends: dict[str, str]
+) -> None:
+    direct = httpx.post(f"{mlflow_backend}/invocations", json=MALFORMED_FOR_MLFLOW["no input format"], trust_env=False, timeout=30)
+    policy = policy_of(mlflow=(mlflow_backend, 1.0), blue=(backends["blue"], 0.0))
+    with router(policy) as (_, client):
+        response = client.post("/invocations", json=MALFORMED_FOR_MLFLOW["no input format"])
+        assert (response.status_code, response.json()) == (400, direct.json())
+        assert response.headers[ARM_HEADER] == "mlflow"
+        assert metric(client, METRIC_NAMES["client_errors"], arm="mlflow", role="primary") == 1
+        assert metric(client, METRIC_NAMES["requests"], arm="blue", role="primary") == 0
+        assert sum(metric(client, METRIC_NAMES["errors"], arm="mlflow", reason=r) for r in FAILURE_REASONS) == 0
+
+
+@IGNORE_MLFLOW_TYPE_HINT_ADVICE
+def test_a_model_crashing_in_predict_behind_mlflows_400_is_a_backend_failure_the_canary_rolls_back(
+    mlflow_backend: str, backends: dict[str, str]
+) -> None:
+    policy = replace(canary_policy(backends["blue"], mlflow_backend, percent=50),
+                     rollback=RollbackRule("canary", max_error_rate=0.05, min_requests=5, window=20))
+    with router(policy) as (url, client):
+        answers = [client.post("/invocations", json=NOT_IN_TABLE) for _ in range(40)]
+        after = get_policy(url)
+        crashes = metric(client, METRIC_NAMES["errors"], arm="canary", role="primary", reason="model_error")
+        assert crashes == metric(client, METRIC_NAMES["requests"], arm="canary", role="primary")
+        assert 5 <= crashes < 40  # rolled back once it had served min_requests, long before the end
+        assert metric(client, METRIC_NAMES["client_errors"], arm="canary", role="primary") == 0
+        assert metric(client, METRIC_NAMES["rollbacks"], arm="canary") == 1
+    # every crash was retried on the stable arm: no user saw MLflow's 400
+    assert {(a.status_code, a.headers[ARM_HEADER], json.dumps(a.json())) for a in answers} == {(200, "stable", '{"predictions": [0.1]}')}
+    assert {arm.name: arm.weight for arm in after.arms} == {"stable": 50.0, "canary": 0.0}
+
+
+@IGNORE_MLFLOW_TYPE_HINT_ADVICE
+def test_when_every_arm_crashes_in_predict_the_router_says_so(mlflow_backend: str) -> None:
+    policy = replace(policy_of(mlflow=(mlflow_backend, 1.0)), failover=False)
+    with router(policy) as (_, client):
+        response = client.post("/invocations", json=NOT_IN_TABLE)
+    assert (response.status_code, response.json()) == (503, {"error": "No arm answered (mlflow: model_error)."})
 
 
 def test_when_every_arm_fails_the_router_says_what_happened_to_each(backends: dict[str, str]) -> None:
