@@ -101,7 +101,6 @@ def run_pipeline(context: PipelineContext, days: int, from_step: str | None = No
                  rest: bool = True) -> list[DayResult]:
     """Simulated days 1..``days``; REST scoring (a model server and the router) on the last loaded day only."""
     check_days(days)
-    prewarm_feast()
     context.force_steps = forced_steps(check_step(from_step), force)
     champion = steps.NO_MODEL
     results = []
@@ -118,15 +117,6 @@ def run_pipeline(context: PipelineContext, days: int, from_step: str | None = No
         steps.score_rest(context, last.day, last.gold_version, last.champion)
         last.seconds = round(last.seconds + time.time() - started, 2)
     return results
-
-
-def prewarm_feast() -> None:
-    """Import Feast in a background thread (5-9 s) while Spark starts and ingests: featurise needs it later."""
-    import sys
-    import threading
-
-    if "feast" not in sys.modules:
-        threading.Thread(target=lambda: __import__("feast"), name="import-feast", daemon=True).start()
 
 
 def run_one_step(context: PipelineContext, step: str, day: int) -> StepRecord:

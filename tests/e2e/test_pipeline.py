@@ -152,8 +152,9 @@ def test_broken_file_is_quarantined_with_its_reason_and_the_run_continues(scenar
     assert "schema: missing columns ['support_tickets_28d'], unexpected columns ['tickets_28d']" in quarantine["reason"][0]
     bronze_days = sorted(DeltaTable(a.table("bronze")).to_pandas()["day"].unique().tolist())
     assert bronze_days == [2], "the broken day is not loaded; the next one is"
-    assert f"quarantined: day {BROKEN_DAY} (day_0{BROKEN_DAY}.csv): schema:" in scenario["rerun_log"]
-    assert "the run continues with the next day" in scenario["rerun_log"]
+    # B's first (killed) run met the broken file; its log line says what and that the run goes on.
+    assert f"quarantined: day {BROKEN_DAY} (day_0{BROKEN_DAY}.csv): schema:" in scenario["killed_log"]
+    assert "the run continues with the next day" in scenario["killed_log"]
     assert [(r.status, r.decisions) for r in scenario["results"]] == [("quarantined", []), ("loaded", ["promoted"])]
 
 
