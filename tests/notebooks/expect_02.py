@@ -54,6 +54,13 @@ def webhooks_and_promotion(r: dict[str, Any]) -> None:
     assert r["verdicts"]["reconciled"] == "passed" and r["verdicts"]["project"] == "passed"
     assert r["verdict_champions"] == {"reconciled": "1", "project": "1"}
     assert r["good_f1"] >= r["champion_f1"] - 0.02 > r["bad_f1"]
+    # The notebook's own HMAC function agrees with MLflow's signer and the receiver's verifier, and refuses
+    # a wrong secret or a changed body.
+    assert r["signature_checks"] == {
+        "ours equals MLflow's": True, "ours accepts MLflow's": True, "the receiver accepts MLflow's": True,
+        "a guessed secret is refused": True, "one byte more in the body is refused": True,
+        "the receiver refuses it too": True,
+    }
     assert r["rejections"] == {
         "forged (guessed secret)": 401,
         "tampered (body changed after signing)": 401,
