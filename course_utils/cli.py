@@ -189,6 +189,25 @@ def cmd_labs(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if stale else 0
 
 
+def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from course_utils.cluster import cluster_status, start_cluster, stop_cluster
+
+    if args.action == "up":
+        state = start_cluster(settings, workers=args.workers, port=args.port, webui_port=args.webui_port,
+                              cores=args.cores, memory=args.memory)
+        print(state.describe())
+        print("Stop it with `.venv/bin/course cluster down` (with the same COURSE_WORKSPACE).")
+    elif args.action == "down":
+        stopped = stop_cluster(settings)
+        for name, was_stopped in stopped.items():
+            print(f"{name}: {'stopped' if was_stopped else 'was not running'}")
+        if not stopped:
+            print("no Spark cluster was running")
+    else:
+        print(cluster_status(settings).describe())
+    return 0
+
+
 def cmd_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from course_utils.pipeline.cli import run_from_cli
 
@@ -238,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     labs.add_argument("action", choices=["build", "check"],
                       help="build: write each labs/ notebook from its solutions/ notebook; check: fail if one is stale")
     labs.set_defaults(func=cmd_labs)
+    cluster = sub.add_parser(
+        "cluster", help="start, stop or show a Spark standalone cluster (master + workers) on 127.0.0.1",
+        description="A real Spark standalone master and workers from the installed PySpark, started through the "
+                    "services seam (logs, work and scratch folders in the workspace). Point the course at it with "
+                    "COURSE_SPARK_MASTER=spark://127.0.0.1:<port> (printed by `up`).")
+    cluster.add_argument("action", choices=["up", "down", "status"],
+                         help="up: start master and workers (reused when running); down: stop them; status: show them")
+    cluster.add_argument("--workers", type=int, default=2, help="workers to start, 1-8 (default 2)")
+    cluster.add_argument("--cores", type=int, default=1, help="cores each worker offers (default 1)")
+    cluster.add_argument("--memory", default="1g", help="memory each worker offers, e.g. 1g or 768m (default 1g)")
+    cluster.add_argument("--port", type=_port_number, default=None, help="the master's port (default: a free one)")
+    cluster.add_argument("--webui-port", type=_port_number, default=None, help="the master UI's port (default: a free one)")
+    cluster.set_defaults(func=cmd_cluster)
     pipeline = sub.add_parser(
         "pipeline", help="run the module 05 pipeline headless over simulated days (idempotent: done steps are skipped)",
         description="Simulated days 1..N through ingest, featurise, train, register, validate, promote, score "

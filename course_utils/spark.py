@@ -177,7 +177,13 @@ def get_spark(
         # Listing a folder (VACUUM, partition discovery) in parallel uses up to 10,000 tasks by default.
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "4")
         .config("spark.driver.extraJavaOptions", driver_java_options(settings, archive_at_exit))
+        # On a cluster (COURSE_SPARK_MASTER=spark://...) executors are JVMs of their own; same tuning.
+        .config("spark.executor.extraJavaOptions", " ".join(JVM_TUNING))
     )
+    if settings.spark_master.startswith("spark://"):
+        from course_utils.cluster import check_master
+
+        check_master(settings.spark_master)  # fail in seconds, not after a minute of retries
     with timed("spark session start"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
