@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="up: start master and workers (reused when running); down: stop them; status: show them")
     cluster.add_argument("--workers", type=int, default=2, help="workers to start, 1-8 (default 2)")
     cluster.add_argument("--cores", type=int, default=1, help="cores each worker offers (default 1)")
-    cluster.add_argument("--memory", default="1g", help="memory each worker offers, e.g. 1g or 768m (default 1g)")
+    cluster.add_argument("--memory", default="1g", help="memory each worker offers, 1g or more, e.g. 2g (default 1g)")
     cluster.add_argument("--port", type=_port_number, default=None, help="the master's port (default: a free one)")
     cluster.add_argument("--webui-port", type=_port_number, default=None, help="the master UI's port (default: a free one)")
     cluster.set_defaults(func=cmd_cluster)

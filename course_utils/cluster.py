@@ -42,6 +42,7 @@ WORKER_PREFIX = "spark-worker-"
 DEFAULT_WORKERS = 2
 WORKER_CORES = 1
 WORKER_MEMORY = "1g"
+EXECUTOR_MEMORY_MIB = 1024  # spark.executor.memory's default, which the course does not change
 # The daemons only schedule; executors (launched by the workers) do the work.
 DAEMON_MEMORY = "256m"
 DAEMON_JAVA_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
@@ -189,7 +190,7 @@ def start_cluster(settings: Settings, workers: int = DEFAULT_WORKERS, port: int 
 
     Args:
         port: the master's RPC port (default: a free one); ``webui_port`` likewise for its UI.
-        cores, memory: what each worker offers to executors (``memory`` like ``1g`` or ``768m``).
+        cores, memory: what each worker offers to executors (``memory`` like ``1g``; at least one executor's 1g).
 
     Raises:
         PortInUseError: a port given is taken (the message names its owner).
@@ -232,7 +233,11 @@ def _validate(workers: int, cores: int, memory: str) -> None:
     if not isinstance(cores, int) or cores < 1:
         raise ClusterError(f"cores={cores!r}: each worker needs at least 1 core.")
     if not isinstance(memory, str) or not memory[:-1].isdigit() or memory[-1].lower() not in "mg" or int(memory[:-1]) == 0:
-        raise ClusterError(f"memory={memory!r} is not a memory size; give e.g. 1g or 768m (an executor needs about 512m+).")
+        raise ClusterError(f"memory={memory!r} is not a memory size; give e.g. 1g or 2g.")
+    mib = int(memory[:-1]) * (1024 if memory[-1].lower() == "g" else 1)
+    if mib < EXECUTOR_MEMORY_MIB:
+        raise ClusterError(f"memory={memory!r} is less than the 1g each executor asks for (Spark's spark.executor.memory "
+                           "default), so no executor would ever start on such a worker; give 1g or more.")
 
 
 def _wait_for_workers(ui_url: str, expected: int, timeout_s: float) -> None:

@@ -60,6 +60,7 @@ def test_get_spark_fails_fast_on_a_dead_master(tmp_path: Path) -> None:
     (2, 0, "1g", "at least 1 core"),
     (2, 1, "lots", "'lots' is not a memory size"),
     (2, 1, "0g", "is not a memory size"),
+    (2, 1, "768m", "less than the 1g each executor asks for"),
 ])
 def test_bad_cluster_sizes_are_refused(workers: int, cores: int, memory: str, fragment: str) -> None:
     with pytest.raises(ClusterError, match=fragment):
@@ -81,7 +82,7 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
 
 
 def test_cli_cluster_arguments() -> None:
-    args = build_parser().parse_args(["cluster", "up", "--workers", "1", "--memory", "768m", "--port", "7077"])
-    assert (args.action, args.workers, args.memory, args.port) == ("up", 1, "768m", 7077)
+    args = build_parser().parse_args(["cluster", "up", "--workers", "1", "--memory", "2g", "--port", "7077"])
+    assert (args.action, args.workers, args.memory, args.port) == ("up", 1, "2g", 7077)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["cluster", "up", "--port", "80"])
