@@ -120,7 +120,8 @@ def lab_batch_scoring(r: dict[str, Any]) -> None:
 def lab_real_time_serving(r: dict[str, Any]) -> None:
     assert r["ping_status"] == 200 and 400 <= r["bad_status"] < 500
     assert len(r["served_predictions"]) == 3 and set(r["served_predictions"]) <= {0, 1}
-    assert 0 < r["single_p50_ms"] <= r["single_p99_ms"]
+    # the timed requests reached the server: its own access log counts them (plus measure_rest's warm-up calls)
+    assert r["invocations_answered"] >= 50
     assert r["server_stopped"] is True
     assert r["checks_passed"] == r["checks_total"] == 5
 
