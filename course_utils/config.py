@@ -43,6 +43,27 @@ SPARK_MASTER_PREFIXES = ("local", "spark://", "yarn", "k8s://", "mesos://", "sc:
 TRACKING_URI_PREFIXES = ("http://", "https://", "file:", "sqlite:", "postgresql", "mysql", "mssql", "databricks")
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` with any password in it replaced by ``***``, for messages and logs.
+
+    A team server's URI can carry credentials (``https://user:secret@host``; database URIs
+    always can); MLflow's own way is ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, but a message
+    must never echo a secret either way.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<an unparsable URI>"
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def repo_root() -> Path:
     """The repository checkout that holds this package (installed editable)."""
     return Path(__file__).resolve().parent.parent
@@ -118,7 +139,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                          "the course may create and own, e.g. unset it to use <repo>/workspace.")
     external_uri = env.get("MLFLOW_TRACKING_URI") or None
     if external_uri and not external_uri.startswith(TRACKING_URI_PREFIXES):
-        raise ValueError(f"MLFLOW_TRACKING_URI={external_uri!r} is not a tracking URI; give a server URL such as "
+        raise ValueError(f"MLFLOW_TRACKING_URI={redact_uri(external_uri)!r} is not a tracking URI; give a server URL such as "
                          "http://host:5000, or unset it to use the course's own server.")
     if external_uri and external_uri.rstrip("/") == f"http://{LOOPBACK}:{port_text}":
         # mlflow.set_tracking_uri() exports the variable: pointing it at the course's own server

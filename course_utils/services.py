@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from course_utils.config import LOOPBACK, Settings, load_settings, loopback_proxy_bypass
+from course_utils.config import LOOPBACK, Settings, load_settings, loopback_proxy_bypass, redact_uri
 from course_utils.errors import CourseError
 from course_utils.ports import PortInUseError, is_port_free, wait_until_listening
 from course_utils.timing import timed
@@ -531,7 +531,7 @@ def check_tracking_server(uri: str, timeout_s: float = 30.0) -> None:
         response.raise_for_status()
     except requests.RequestException as error:
         raise ServiceError(
-            f"The MLflow tracking server at {uri} is not answering ({type(error).__name__}). "
+            f"The MLflow tracking server at {redact_uri(uri)} is not answering ({type(error).__name__}). "
             "Start it with `.venv/bin/course services up` (or fix MLFLOW_TRACKING_URI)."
         ) from None
 

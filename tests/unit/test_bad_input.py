@@ -256,3 +256,21 @@ def test_the_doctor_names_the_install_command_when_prometheus_is_missing(monkeyp
     ))
     assert result.fix == ("Run `sudo apt-get install -y prometheus prometheus-alertmanager` "
                           "(macOS: `brew install prometheus alertmanager`); module 04 needs them.")
+
+
+def test_a_password_in_a_tracking_uri_never_reaches_a_message() -> None:
+    """A team server's URI may carry credentials: the course's errors name the server, never the secret."""
+    from course_utils.config import load_settings, redact_uri
+    from course_utils.ports import free_port
+    from course_utils.services import ServiceError, check_tracking_server
+
+    uri = f"http://alice:s3cret-{uuid.uuid4().hex[:6]}@127.0.0.1:{free_port()}"
+    secret = uri.split(":")[2].split("@")[0]
+    assert redact_uri(uri) == uri.replace(secret, "***")
+    assert redact_uri("http://127.0.0.1:5005") == "http://127.0.0.1:5005"
+    with pytest.raises(ServiceError) as down:
+        check_tracking_server(uri, timeout_s=2)
+    assert secret not in str(down.value) and "alice:***@127.0.0.1" in str(down.value)
+    with pytest.raises(ValueError) as refused:
+        load_settings({"MLFLOW_TRACKING_URI": f"ftp://bob:{secret}@example.org"})
+    assert secret not in str(refused.value) and "bob:***@example.org" in str(refused.value)
