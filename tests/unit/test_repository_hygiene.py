@@ -90,3 +90,10 @@ def test_generated_state_is_ignored_by_git() -> None:
     for folder in ("workspace/", "build/", ".cache/", ".venv/", "datasets/generated/"):
         assert folder in ignored
     assert load_settings({}).workspace == ROOT / "workspace"
+
+
+def test_test_module_names_are_unique() -> None:
+    """tests/ has no __init__.py files: two test modules with one basename break collection for the whole suite."""
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicated, f"rename one of each: {duplicated}"
