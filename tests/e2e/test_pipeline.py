@@ -225,3 +225,22 @@ def test_an_mlproject_entry_point_runs_one_step_of_one_day(scenario) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     monitor = a.client.search_runs([a.experiment_id], f"tags.pipeline_step = 'monitor' and tags.pipeline_day = '{DAYS}'")
     assert f"monitor day {DAYS}: skipped (run {monitor[0].info.run_id})" in result.stdout
+
+
+def test_from_a_step_reruns_it_and_every_later_step_without_duplicating_data(scenario) -> None:
+    """``--from score_stream``: the steps before it are skipped; it and monitor run again; the rows stay the same."""
+    a = scenario["a"]
+    stream_rows, runs = table_rows(a, "stream_predictions"), run_ids(a)
+    champion = a.client.get_model_version_by_alias(a.model_name, "champion").version
+    a.records.clear()
+    with restored_tracking_uri():
+        started = time.time()
+        run_pipeline(a, days=DAYS, from_step="score_stream", rest=False)
+        TIMES["A: --from score_stream"] = time.time() - started
+    ran = sorted({(r.step, r.day) for r in a.records if not r.skipped})
+    assert ran == [("monitor", 2), ("score_stream", 2)], ran
+    assert all(r.skipped for r in a.records if r.step not in ("score_stream", "monitor"))
+    new_runs = run_ids(a) - runs
+    assert new_runs == {r.run_id for r in a.records if not r.skipped}, "each rerun step is a new MLflow run"
+    assert table_rows(a, "stream_predictions") == stream_rows, "the rerun stream wrote each row once"
+    assert a.client.get_model_version_by_alias(a.model_name, "champion").version == champion
