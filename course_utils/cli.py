@@ -176,12 +176,22 @@ def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_labs(args: argparse.Namespace, settings: Settings) -> int:
-    from course_utils.labs import build_labs, stale_labs
+    from course_utils.labs import build_labs, grade_submissions, grade_table, stale_labs, write_grades_json
 
     if args.action == "build":
         for path in build_labs(settings.notebooks):
             print(f"wrote {path.relative_to(settings.root)}")
         return 0
+    if args.action == "grade":
+        if args.submissions is None:
+            raise CourseError("`course labs grade` needs the submissions folder: <folder>/<student>/<lab>/<lab>.ipynb")
+        grades = grade_submissions(Path(args.submissions), settings.notebooks, settings.build / "nbgrader")
+        print(grade_table(grades))
+        report = write_grades_json(grades, settings.build / "lab-grades.json")
+        print(f"wrote {report.relative_to(settings.root)} (nbgrader's course folder: build/nbgrader)")
+        return 0
+    if args.submissions is not None:
+        raise CourseError(f"`course labs {args.action}` takes no folder (only `course labs grade <folder>` does)")
     stale = stale_labs(settings.notebooks)
     for path in stale:
         print(f"out of date: {path.relative_to(settings.root)}")
@@ -253,9 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--profile", choices=PROFILES, default=None)
     datasets.add_argument("--force", action="store_true", help="regenerate even when verified")
     datasets.set_defaults(func=cmd_datasets)
-    labs = sub.add_parser("labs", help="build lab notebooks from solutions, or check they are current")
-    labs.add_argument("action", choices=["build", "check"],
-                      help="build: write each labs/ notebook from its solutions/ notebook; check: fail if one is stale")
+    labs = sub.add_parser("labs", help="generate the labs from their solutions (nbgrader), check them, or autograde submissions")
+    labs.add_argument("action", choices=["build", "check", "grade"],
+                      help="build: nbgrader generate_assignment writes each labs/ notebook from its solutions/ notebook; "
+                           "check: fail if one is stale; grade <folder>: nbgrader autograde of <folder>/<student>/<lab>/<lab>.ipynb")
+    labs.add_argument("submissions", nargs="?", default=None,
+                      help="grade only: the submissions folder, laid out as nbgrader's submitted/ folder")
     labs.set_defaults(func=cmd_labs)
     cluster = sub.add_parser(
         "cluster", help="start, stop or show a Spark standalone cluster (master + workers) on 127.0.0.1",

@@ -1,99 +1,71 @@
-"""Generate lab notebooks from solution notebooks (the solution is the single source).
+"""The labs on nbgrader: student versions generated from the solutions, and autograding.
 
-A solution lives in ``notebooks/<module>/solutions/<name>.ipynb``; its lab is written to
-``notebooks/<module>/labs/<name>.ipynb``. In a solution, a code cell tagged ``exercise``
-holds one or more regions::
+A solution notebook (``notebooks/<module>/solutions/<name>.ipynb``) is the single source, marked
+up the nbgrader way (the instructor's "Create Assignment" toolbar writes the same metadata):
 
-    # HINT: fit the scaler on the training features only
-    # BEGIN SOLUTION
-    scaler = StandardScaler().fit(train_features)
-    scaled_train = scaler.transform(train_features)
-    # END SOLUTION
+- an exercise is a *solution cell* (``metadata.nbgrader.solution``) whose answer sits between
+  ``### BEGIN SOLUTION`` and ``### END SOLUTION``;
+- each graded check is an *autograder test cell* (``grade: true``, ``points``), read-only;
+- the given code is *read-only* (``locked: true``).
 
-which the lab shows as::
+``nbgrader generate_assignment`` makes the student version (``notebooks/<module>/labs/<name>.ipynb``),
+with one small layer on top, :class:`LabHints`, for what nbgrader lacks: each solution cell
+carries ``metadata.lab = {"exercise": title, "hints": [nudge, where to look]}``; in the lab its
+answer becomes ``raise NotImplementedError("<title> is not done yet ... Hint: <nudge> ...")``
+(so "Run All" stops at the first exercise, naming it), and a markdown cell below it holds the
+two hints, folded. Cells tagged ``solution-only`` (the solution's own records for CI) are left out.
 
-    # TODO: fit the scaler on the training features only
-    scaler = FILL_IN
-    scaled_train = FILL_IN
-
-The rules are deliberately simple and predictable:
-
-- the optional ``# HINT: ...`` line just before ``# BEGIN SOLUTION`` becomes the TODO
-  text (otherwise a generic TODO is used);
-- inside a region, each line at the marker's indentation that assigns to names
-  (``x = ...``, ``a, b = ...``, ``model.alpha = ...``, ``x: int = ...``) becomes
-  ``<targets> = FILL_IN`` (once per distinct target), ``return <expr>`` becomes
-  ``return FILL_IN``, and every other line is dropped;
-- cells tagged ``solution-only`` are dropped; markdown and raw cells are kept;
-- outputs and execution counts are cleared, and a first markdown cell says where the lab
-  comes from. The notebook metadata (kernel) is copied and ``lab: true`` is added.
-
-Mistakes in the markers raise :class:`LabSourceError` naming the notebook, the cell
-(counting from 0) and what is wrong, so a solution never leaks into its lab.
+:func:`grade_submissions` runs ``nbgrader autograde`` on a folder of submissions laid out as
+nbgrader's ``submitted/`` folder (``<student>/<lab name>/<lab name>.ipynb``) and returns the points
+of every test cell per student.
 
 Example:
     >>> build_labs(Path("notebooks"))  # doctest: +SKIP
-    [PosixPath('notebooks/01_experimentation/labs/01c_tuning.ipynb')]
+    [PosixPath('notebooks/01_experimentation/labs/01_lab_tuning.ipynb'), ...]
 """
 
 from __future__ import annotations
 
-import ast
-import copy
 import json
-import keyword
-import re
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import nbformat
 
 from course_utils.errors import CourseError
 
 __all__ = [
-    "EXERCISE_TAG",
-    "SOLUTION_ONLY_TAG",
+    "LabGrade",
     "LabSourceError",
+    "SOLUTION_ONLY_TAG",
     "build_labs",
     "find_solutions",
+    "grade_submissions",
+    "grade_table",
     "lab_path_for",
-    "render_lab",
+    "render_labs",
     "stale_labs",
 ]
 
-EXERCISE_TAG = "exercise"
 SOLUTION_ONLY_TAG = "solution-only"
-BEGIN_MARKER = "# BEGIN SOLUTION"
-END_MARKER = "# END SOLUTION"
-HINT_PREFIX = "# HINT:"
-GENERIC_TODO = "# TODO: write the code for this step (replace each FILL_IN)."
-FILL_IN_IMPORT = "from course_utils.checks import FILL_IN"
 BUILD_COMMAND = ".venv/bin/course labs build"
-
+# nbgrader's code stub for a cleared answer; LabHints replaces it by the exercise's own message.
+_STUB_PLACEHOLDER = "raise NotImplementedError()  # course-lab-stub"
 _SOLUTIONS_DIR = "solutions"
 _LABS_DIR = "labs"
-# Cell metadata written by executors and front ends; never copied into a lab.
-_VOLATILE_CELL_METADATA = ("execution", "ExecuteTime", "papermill", "collapsed", "scrolled")
-
-_BEGIN_RE = re.compile(r"^\s*#\s*BEGIN\s+SOLUTION\s*$")
-_END_RE = re.compile(r"^\s*#\s*END\s+SOLUTION\s*$")
-# Anything that merely looks like a marker ("#BEGIN SOLUTION:", "# end solution") is an
-# error rather than ordinary text, because ignoring it would leak the solution.
-_MARKER_LIKE_RE = re.compile(r"#.*\b(BEGIN|END)[\s_-]*SOLUTION\b", re.IGNORECASE)
-_TARGET = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-_ASSIGNMENT_RE = re.compile(rf"^(?P<targets>{_TARGET}(?:\s*,\s*{_TARGET})*)\s*(?::[^=]*)?=(?!=)")
-_RETURN_RE = re.compile(r"^return\s+\S")
-_FILL_IN_IMPORT_RE = re.compile(r"^\s*(from\s+\S+\s+)?import\s+.*\bFILL_IN\b", re.MULTILINE)
+_CELL_TIMEOUT_S = 600  # one lab cell (a Spark job, a model server's start) in autograde
 
 
 class LabSourceError(CourseError, ValueError):
-    """A solution notebook whose markers cannot be turned into a lab."""
-
-    def __init__(self, notebook: str, cell_index: int | None, problem: str) -> None:
-        self.notebook = notebook
-        self.cell_index = cell_index
-        self.problem = problem
-        where = notebook if cell_index is None else f"{notebook}, cell {cell_index}"
-        super().__init__(f"{where}: {problem}")
+    """A solution notebook whose markup cannot be turned into a lab."""
 
 
 def lab_path_for(solution_path: Path) -> Path:
@@ -111,9 +83,7 @@ def find_solutions(notebooks_dir: Path) -> list[Path]:
     """Solution notebooks (``*/solutions/*.ipynb``) under ``notebooks_dir``, sorted; none if it is absent."""
     notebooks_dir = Path(notebooks_dir)
     if notebooks_dir.exists() and not notebooks_dir.is_dir():
-        raise NotADirectoryError(
-            f"{notebooks_dir} is a file: pass the course's notebooks/ folder"
-        )
+        raise NotADirectoryError(f"{notebooks_dir} is a file: pass the course's notebooks/ folder")
     return sorted(
         path
         for path in notebooks_dir.rglob("*.ipynb")
@@ -121,235 +91,224 @@ def find_solutions(notebooks_dir: Path) -> list[Path]:
     )
 
 
-def render_lab(solution: nbformat.NotebookNode, source_name: str) -> nbformat.NotebookNode:
-    """The lab notebook for a solution notebook (``source_name`` is its file name)."""
-    file_name = Path(source_name).name
-    notebook_label = f"{_SOLUTIONS_DIR}/{file_name}"
+def _lab_hints_class() -> type:
+    """The LabHints preprocessor (defined lazily: importing nbgrader takes a second)."""
+    from nbgrader.preprocessors import NbGraderPreprocessor
 
-    lab = nbformat.v4.new_notebook()
-    lab.metadata = _lab_metadata(solution.metadata)
-    header = nbformat.v4.new_markdown_cell(
-        f"> Generated from `{notebook_label}` by `course labs build` — "
-        "edit the solution, not this file."
+    class LabHints(NbGraderPreprocessor):
+        """Per-exercise stub messages and two-level hints; drops ``solution-only`` cells."""
+
+        def preprocess(self, nb: nbformat.NotebookNode, resources: dict) -> tuple[nbformat.NotebookNode, dict]:
+            name = resources.get("unique_key", "the lab")
+            cells = [nbformat.v4.new_markdown_cell(
+                f"> Generated from `{_SOLUTIONS_DIR}/{name}.ipynb` by `course labs build` "
+                "(nbgrader generate_assignment): edit the solution, not this file."
+            )]
+            for index, cell in enumerate(nb.cells):
+                if SOLUTION_ONLY_TAG in cell.get("metadata", {}).get("tags", []):
+                    continue
+                grading = cell.get("metadata", {}).get("nbgrader", {})
+                if cell.cell_type == "code" and grading.get("solution"):
+                    lab = cell.metadata.get("lab")
+                    if not lab or not lab.get("exercise") or len(lab.get("hints", [])) != 2:
+                        raise LabSourceError(
+                            f"{name}, cell {index}: a solution cell needs metadata "
+                            '"lab": {"exercise": "<title>", "hints": ["<a nudge>", "<where to look>"]}'
+                        )
+                    if _STUB_PLACEHOLDER not in cell.source:
+                        raise LabSourceError(f"{name}, cell {index}: a solution cell without ### BEGIN SOLUTION")
+                    cell.source = cell.source.replace(_STUB_PLACEHOLDER, _stub(lab["exercise"], lab["hints"][0]))
+                    cells.append(cell)
+                    cells.append(nbformat.v4.new_markdown_cell(_hints_markdown(lab["hints"])))
+                    continue
+                cells.append(cell)
+            nb.cells = cells
+            # Ids are positions, as the nbstripout filter writes them on commit: a fresh build
+            # is byte-identical to the committed lab.
+            for position, kept in enumerate(nb.cells):
+                kept.id = str(position)
+            return nb, resources
+
+    return LabHints
+
+
+def _stub(exercise: str, nudge: str) -> str:
+    message = f"{exercise} is not done yet: replace this line with your code. Hint: {nudge} (a second hint is below the cell)"
+    return f"raise NotImplementedError({message!r})"
+
+
+def _hints_markdown(hints: list[str]) -> str:
+    nudge, where = hints
+    return (
+        f"<details><summary>Hint 1 · a nudge</summary>\n\n{nudge}\n\n</details>\n"
+        f"<details><summary>Hint 2 · where to look</summary>\n\n{where}\n\n</details>"
     )
-    lab.cells.append(header)
 
-    uses_fill_in = False
-    for index, cell in enumerate(solution.cells):
-        source = _source_text(cell)
-        tags = set(cell.get("metadata", {}).get("tags", []))
-        if cell.cell_type != "code":
-            lab.cells.append(_copy_cell(cell, source, index))
-            continue
-        if EXERCISE_TAG in tags:
-            lab_source = _render_exercise_source(source, notebook_label, index)
-            uses_fill_in = uses_fill_in or "FILL_IN" in lab_source
-        else:
-            _reject_markers(source, notebook_label, index)
-            lab_source = source
-        if SOLUTION_ONLY_TAG in tags:
-            continue
-        lab.cells.append(_copy_cell(cell, lab_source, index))
 
-    kept_code = "\n".join(_source_text(c) for c in lab.cells if c.cell_type == "code")
-    if uses_fill_in and not _FILL_IN_IMPORT_RE.search(kept_code):
-        raise LabSourceError(
-            notebook_label,
-            None,
-            f"the lab uses FILL_IN but no cell kept in the lab imports it: "
-            f"add `{FILL_IN_IMPORT}` to the imports cell",
-        )
-    # Cell ids are their positions, as the nbstripout filter rewrites them on commit: a lab
-    # rendered now is then byte-identical to the committed one in a fresh clone.
-    for position, lab_cell in enumerate(lab.cells):
-        lab_cell.id = str(position)
-    return lab
+def _nbgrader_config(course_root: Path) -> Any:
+    """nbgrader's configuration for a course folder: our stub, the LabHints layer, a long cell timeout."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.preprocessors import ClearSolutions
+    from traitlets.config import Config
+
+    config = Config()
+    config.CourseDirectory.root = str(course_root)
+    config.ClearSolutions.code_stub = {"python": _STUB_PLACEHOLDER}
+    config.ClearSolutions.enforce_metadata = True
+    preprocessors = GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()
+    # Right after nbgrader clears the answers, so the checksums and the gradebook see the final cells.
+    preprocessors.insert(preprocessors.index(ClearSolutions) + 1, _lab_hints_class())
+    config.GenerateAssignment.preprocessors = preprocessors
+    config.Execute.timeout = _CELL_TIMEOUT_S
+    config.Execute.allow_errors = True  # every check is graded, even after a failing exercise
+    return config
+
+
+def _nbgrader_api(course_root: Path) -> Any:
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = _nbgrader_config(course_root)
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+@contextmanager
+def _venv_tools_on_path() -> Iterator[None]:
+    """nbgrader runs the ``alembic`` command to create a gradebook: find the one beside this Python."""
+    tools = str(Path(sys.executable).parent)
+    with mock.patch.dict(os.environ, {"PATH": os.pathsep.join([tools, os.environ.get("PATH", "")])}):
+        yield
+
+
+def _generate(api: Any, course_root: Path, solutions: list[Path]) -> dict[Path, Path]:
+    """Run ``generate_assignment`` (one assignment per lab, named after it); return solution -> release."""
+    released: dict[Path, Path] = {}
+    for solution in solutions:
+        source = course_root / "source" / solution.stem / solution.name
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(solution, source)
+        with _venv_tools_on_path():
+            outcome = api.generate_assignment(solution.stem)
+        if not outcome["success"]:
+            raise LabSourceError(
+                f"nbgrader generate_assignment failed for {solution}:\n{outcome.get('log')}\n{outcome.get('error')}"
+            )
+        released[solution] = course_root / "release" / solution.stem / solution.name
+    return released
+
+
+def render_labs(solutions: list[Path]) -> dict[Path, str]:
+    """The student version (notebook JSON text) of each solution, generated by nbgrader."""
+    with tempfile.TemporaryDirectory(prefix="course-labs-") as tmp:
+        course_root = Path(tmp)
+        released = _generate(_nbgrader_api(course_root), course_root, list(solutions))
+        return {
+            solution: nbformat.writes(nbformat.read(str(path), as_version=4)) + "\n"
+            for solution, path in released.items()
+        }
 
 
 def build_labs(notebooks_dir: Path) -> list[Path]:
     """Write the lab of every solution under ``notebooks_dir``; return the written paths."""
-    written: list[Path] = []
-    for solution_path in find_solutions(notebooks_dir):
-        lab = _render_file(solution_path)
-        lab_path = lab_path_for(solution_path)
-        lab_path.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(lab, str(lab_path))
-        written.append(lab_path)
+    written = []
+    for solution, text in render_labs(find_solutions(notebooks_dir)).items():
+        lab = lab_path_for(solution)
+        lab.parent.mkdir(parents=True, exist_ok=True)
+        lab.write_text(text, encoding="utf-8")
+        written.append(lab)
     return written
 
 
 def stale_labs(notebooks_dir: Path) -> list[Path]:
-    """Labs that are missing or differ from what their solution renders to now."""
-    stale: list[Path] = []
-    for solution_path in find_solutions(notebooks_dir):
-        lab_path = lab_path_for(solution_path)
-        expected = json.loads(nbformat.writes(_render_file(solution_path)))
+    """Labs that are missing or differ from what nbgrader generates from their solution now."""
+    stale = []
+    for solution, text in render_labs(find_solutions(notebooks_dir)).items():
+        lab = lab_path_for(solution)
         try:
-            current = json.loads(lab_path.read_text(encoding="utf-8"))
+            current = json.loads(lab.read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
-            stale.append(lab_path)
+            stale.append(lab)
             continue
-        if current != expected:
-            stale.append(lab_path)
+        if current != json.loads(text):
+            stale.append(lab)
     return stale
 
 
-def _render_file(solution_path: Path) -> nbformat.NotebookNode:
-    """Read and render one solution file; errors name its full path."""
-    solution = nbformat.read(str(solution_path), as_version=4)
-    try:
-        return render_lab(solution, solution_path.name)
-    except LabSourceError as error:
-        raise LabSourceError(str(solution_path), error.cell_index, error.problem) from None
+@dataclass(frozen=True)
+class LabGrade:
+    """One graded check of one student's lab."""
+
+    student: str
+    lab: str
+    check: str  # the test cell's grade_id
+    score: float
+    max_score: float
 
 
-def _lab_metadata(solution_metadata: dict) -> nbformat.NotebookNode:
-    """The solution's kernel metadata plus the ``lab: true`` marker."""
-    metadata = nbformat.NotebookNode()
-    for key in ("kernelspec", "language_info"):
-        if key in solution_metadata:
-            metadata[key] = copy.deepcopy(solution_metadata[key])
-    metadata["lab"] = True
-    return metadata
+def grade_submissions(submitted_dir: Path, notebooks_dir: Path, course_root: Path) -> list[LabGrade]:
+    """Autograde ``submitted_dir/<student>/<lab>/<lab>.ipynb`` with nbgrader; every test cell's points.
 
+    ``course_root`` is nbgrader's course folder for this grading (emptied first): the gradebook,
+    the autograded copies and their logs stay there for formgrader or a closer look.
+    """
+    from nbgrader.api import Gradebook
 
-def _source_text(cell: nbformat.NotebookNode) -> str:
-    """A cell's source as one string (nbformat allows a list of lines on disk)."""
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else source
-
-
-def _copy_cell(cell: nbformat.NotebookNode, source: str, index: int) -> nbformat.NotebookNode:
-    """A clean copy of a cell with a new source, no outputs and a deterministic id."""
-    metadata = {
-        key: copy.deepcopy(value)
-        for key, value in cell.get("metadata", {}).items()
-        if key not in _VOLATILE_CELL_METADATA
-    }
-    if cell.cell_type == "code":
-        new_cell = nbformat.v4.new_code_cell(source, metadata=metadata)
-    elif cell.cell_type == "markdown":
-        new_cell = nbformat.v4.new_markdown_cell(source, metadata=metadata)
-        if "attachments" in cell:
-            new_cell.attachments = copy.deepcopy(cell.attachments)
-    else:
-        new_cell = nbformat.v4.new_raw_cell(source, metadata=metadata)
-    return new_cell
-
-
-def _reject_markers(source: str, notebook_label: str, index: int) -> None:
-    """Raise if a cell that is not tagged ``exercise`` contains solution markers."""
-    for line_number, line in enumerate(source.split("\n"), start=1):
-        if _MARKER_LIKE_RE.search(line):
-            raise LabSourceError(
-                notebook_label,
-                index,
-                f"line {line_number} has a solution marker but the cell is not tagged "
-                f"`{EXERCISE_TAG}`: add the tag or remove the marker",
-            )
-
-
-def _render_exercise_source(source: str, notebook_label: str, index: int) -> str:
-    """Replace every marked region of an exercise cell by its TODO and FILL_IN lines."""
-    lines = source.split("\n")
-    output: list[str] = []
-    region_start: int | None = None  # line number of the open BEGIN marker
-    region_indent = ""
-    region_lines: list[str] = []
-    todo = GENERIC_TODO
-    found_region = False
-
-    for line_number, line in enumerate(lines, start=1):
-        if _BEGIN_RE.match(line):
-            if region_start is not None:
-                raise LabSourceError(
-                    notebook_label,
-                    index,
-                    f"`{BEGIN_MARKER}` on line {line_number} is nested inside the region "
-                    f"opened on line {region_start}: close that one with `{END_MARKER}` first",
-                )
-            region_start = line_number
-            region_indent = line[: len(line) - len(line.lstrip())]
-            region_lines = []
-            todo = GENERIC_TODO
-            if output and output[-1].strip().startswith(HINT_PREFIX):
-                hint = output.pop().strip()[len(HINT_PREFIX) :].strip()
-                todo = f"# TODO: {hint}" if hint else GENERIC_TODO
-        elif _END_RE.match(line):
-            if region_start is None:
-                raise LabSourceError(
-                    notebook_label,
-                    index,
-                    f"`{END_MARKER}` on line {line_number} has no `{BEGIN_MARKER}` before it",
-                )
-            output.append(region_indent + todo)
-            output.extend(region_indent + stub for stub in _stub_lines(region_lines, region_indent))
-            region_start = None
-            found_region = True
-        elif _MARKER_LIKE_RE.search(line):
-            raise LabSourceError(
-                notebook_label,
-                index,
-                f"line {line_number} looks like a solution marker but is not exactly "
-                f"`{BEGIN_MARKER}` or `{END_MARKER}`",
-            )
-        elif region_start is not None:
-            region_lines.append(line)
-        else:
-            output.append(line)
-
-    if region_start is not None:
-        raise LabSourceError(
-            notebook_label,
-            index,
-            f"`{BEGIN_MARKER}` on line {region_start} has no matching `{END_MARKER}`",
+    submitted_dir = Path(submitted_dir)
+    submissions = sorted(p for p in submitted_dir.glob("*/*/*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    if not submissions:
+        raise CourseError(
+            f"No submissions under {submitted_dir}: lay them out as nbgrader's submitted/ folder, "
+            "<student>/<lab name>/<lab name>.ipynb, e.g. alice/04_lab_monitor_a_batch/04_lab_monitor_a_batch.ipynb"
         )
-    if not found_region:
-        raise LabSourceError(
-            notebook_label,
-            index,
-            f"the cell is tagged `{EXERCISE_TAG}` but has no "
-            f"`{BEGIN_MARKER}` ... `{END_MARKER}` region",
-        )
-    lab_source = "\n".join(output)
-    _check_still_python(source, lab_source, notebook_label, index)
-    return lab_source
+    solutions = {path.stem: path for path in find_solutions(notebooks_dir)}
+    unknown = sorted({p.parent.name for p in submissions} - set(solutions))
+    if unknown:
+        raise CourseError(f"Submissions for unknown labs {unknown}: the labs are {sorted(solutions)}")
+    misnamed = [str(p) for p in submissions if p.stem != p.parent.name]
+    if misnamed:
+        raise CourseError(f"Each lab's notebook keeps its name (<lab>/<lab>.ipynb); rename: {misnamed}")
+
+    course_root = Path(course_root)
+    shutil.rmtree(course_root, ignore_errors=True)
+    shutil.copytree(submitted_dir, course_root / "submitted")
+    api = _nbgrader_api(course_root)
+    labs = sorted({p.parent.name for p in submissions})
+    _generate(api, course_root, [solutions[lab] for lab in labs])
+    for submission in submissions:
+        student, lab = submission.parent.parent.name, submission.parent.name
+        with _venv_tools_on_path():
+            outcome = api.autograde(lab, student)
+        if not outcome["success"]:
+            raise CourseError(f"nbgrader autograde failed for {student}/{lab}:\n{outcome.get('log')}\n{outcome.get('error')}")
+
+    grades = []
+    with Gradebook(f"sqlite:///{course_root / 'gradebook.db'}") as gradebook:
+        for submission in submissions:
+            student, lab = submission.parent.parent.name, submission.parent.name
+            notebook = gradebook.find_submission_notebook(lab, lab, student)
+            for grade in sorted(notebook.grades, key=lambda g: g.cell.cell_index if hasattr(g.cell, "cell_index") else 0):
+                score = grade.score if grade.score is not None else 0.0
+                grades.append(LabGrade(student, lab, grade.name, float(score), float(grade.max_score)))
+    return grades
 
 
-def _stub_lines(region_lines: list[str], indent: str) -> list[str]:
-    """The FILL_IN lines for a region: one per distinct assignment, plus ``return``."""
-    stubs: list[str] = []
-    for line in region_lines:
-        if not line.startswith(indent) or line[len(indent) : len(indent) + 1].isspace():
-            continue  # only statements at the marker's own indentation
-        statement = line[len(indent) :]
-        assignment = _ASSIGNMENT_RE.match(statement)
-        if assignment:
-            names = [name.strip() for name in assignment.group("targets").split(",")]
-            if any(keyword.iskeyword(part) for name in names for part in name.split(".")):
-                continue
-            stub = f"{', '.join(names)} = FILL_IN"
-        elif _RETURN_RE.match(statement):
-            stub = "return FILL_IN"
-        else:
-            continue
-        if stub not in stubs:
-            stubs.append(stub)
-    return stubs
+def grade_table(grades: list[LabGrade]) -> str:
+    """A per-check score table (student, lab, check, points), with each student's total per lab."""
+    lines = [f"{'student':<12} {'lab':<32} {'check':<36} points"]
+    totals: dict[tuple[str, str], list[float]] = {}
+    for grade in grades:
+        lines.append(f"{grade.student:<12} {grade.lab:<32} {grade.check:<36} {grade.score:g}/{grade.max_score:g}")
+        total = totals.setdefault((grade.student, grade.lab), [0.0, 0.0])
+        total[0] += grade.score
+        total[1] += grade.max_score
+    for (student, lab), (score, max_score) in totals.items():
+        lines.append(f"{student:<12} {lab:<32} {'TOTAL':<36} {score:g}/{max_score:g}")
+    return "\n".join(lines)
 
 
-def _check_still_python(solution_source: str, lab_source: str, notebook_label: str, index: int) -> None:
-    """Raise if a cell that parsed in the solution no longer parses in the lab."""
-    try:
-        ast.parse(solution_source)
-    except SyntaxError:
-        return  # IPython magics and the like: nothing to compare against
-    try:
-        ast.parse(lab_source)
-    except SyntaxError as error:
-        raise LabSourceError(
-            notebook_label,
-            index,
-            f"the lab version of this cell is not valid Python ({error.msg}, line {error.lineno}): "
-            "give each region an assignment or `return` at the marker's indentation",
-        ) from None
+def write_grades_json(grades: list[LabGrade], path: Path) -> Path:
+    """The grades as JSON: a list of {student, lab, check, score, max_score}."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(grade) for grade in grades], indent=2) + "\n", encoding="utf-8")
+    return path
+

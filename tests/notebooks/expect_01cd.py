@@ -70,14 +70,12 @@ def lab_experiment_tracking(r: dict[str, Any]) -> None:
     assert r["grid_size"] == r["grid_runs_found"] == 6
     assert r["best_params"]["max_depth"] in {3, 5, 8} and r["best_params"]["n_estimators"] in {20, 60}
     assert 0.6 < r["best_val_roc_auc"] < 0.9
-    assert r["checks_passed"] == r["checks_total"] == 8
 
 
 def lab_tuning(r: dict[str, Any]) -> None:
     assert r["trials"] == r["nested_child_runs"] == r["max_evals"] == 8
     assert -0.9 < r["best_trial_loss"] < -0.6
     assert 2 <= r["best_config"]["max_depth"] <= 10 and r["best_config"]["max_features"] in ("sqrt", 0.5, 1.0)
-    assert r["checks_passed"] == r["checks_total"] == 7
 
 
 EXPECTATIONS = {

@@ -80,13 +80,12 @@ def webhooks_and_promotion(r: dict[str, Any]) -> None:
 
 
 def lab_custom_pyfunc(r: dict[str, Any]) -> None:
-    assert r["checks_total"] == 6 and r["checks_passed"] == 6
     assert r["churners_flagged"] > 0
     assert "none" in r["offers"] and len(r["offers"]) >= 2
 
 
 def lab_registry_and_promotion(r: dict[str, Any]) -> None:
-    assert r["checks_total"] == 5 and r["checks_passed"] == 5
+    assert r["champion_before_promotion"] == "1", "the baseline is the champion before the promotion step"
     assert r["verdicts"] == {"2": "passed", "3": "failed"}
     assert r["champion"] == "2" and r["prod_source"] == "models:/streamly-churn-lab02/2"
 

@@ -114,7 +114,6 @@ def latency_summary(r: dict[str, Any]) -> None:
 
 def lab_batch_scoring(r: dict[str, Any]) -> None:
     assert r["predictions_rows"] == r["expected_rows"] > 400
-    assert r["checks_passed"] == r["checks_total"] == 5
 
 
 def lab_real_time_serving(r: dict[str, Any]) -> None:
@@ -123,7 +122,6 @@ def lab_real_time_serving(r: dict[str, Any]) -> None:
     # the timed requests reached the server: its own access log counts them (plus measure_rest's warm-up calls)
     assert r["invocations_answered"] >= 50
     assert r["server_stopped"] is True
-    assert r["checks_passed"] == r["checks_total"] == 5
 
 
 EXPECTATIONS = {
