@@ -110,6 +110,64 @@ def latency_summary(r: dict[str, Any]) -> None:
     # nothing typed in: a latency not measured is recorded as missing, not copied from another paradigm
     assert r["request_p50_ms"]["streaming"] is None and r["request_p99_ms"]["batch"] is None
     assert r["request_p50_ms"]["real time (REST)"] >= 10 * r["request_p50_ms"]["edge (ONNX)"]
+    _service_levels_follow_from_the_measurements(r, paradigms)
+    _deployment_options_are_read_from_mlflow(r)
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(b)))
+
+
+def _sla_verdict(level: dict[str, Any], numbers: dict[str, float | None]) -> str:
+    """'meets', 'misses' or 'not measured', recomputed here from the recorded numbers (p99 >= p50 when no p99)."""
+    outcomes: list[bool | None] = []
+    if level["max_freshness_s"] is not None:
+        outcomes.append(numbers["freshness_s"] <= level["max_freshness_s"])
+    if level["max_p99_ms"] is not None:
+        p99, p50, limit = numbers["p99_ms"], numbers["p50_ms"], level["max_p99_ms"]
+        outcomes.append(p99 <= limit if p99 is not None else False if p50 is not None and p50 > limit else None)
+    if level["min_requests_per_s"] is not None:
+        rate = numbers["requests_per_s"]
+        outcomes.append(None if rate is None else rate >= level["min_requests_per_s"])
+    return "misses" if False in outcomes else "meets" if all(o is True for o in outcomes) else "not measured"
+
+
+def _service_levels_follow_from_the_measurements(r: dict[str, Any], paradigms: list[str]) -> None:
+    numbers = r["sla_measured"]
+    assert set(numbers) == set(paradigms)  # (results are stored with sorted keys)
+    # the SLA check reads the numbers the summary measured, not other ones
+    for p in paradigms:
+        assert _same(numbers[p]["freshness_s"], r["freshness_s"][p]) and _same(numbers[p]["p50_ms"], r["request_p50_ms"][p])
+        assert _same(numbers[p]["p99_ms"], r["request_p99_ms"][p])
+    # REST's and the edge's request rates were measured (one client), the stored-prediction lookups' were not
+    assert numbers["real time (REST)"]["requests_per_s"] > 0 and numbers["edge (ONNX)"]["requests_per_s"] > 0
+    assert numbers["batch"]["requests_per_s"] is None and numbers["streaming"]["p99_ms"] is None
+    levels = {level["use_case"]: level for level in r["service_levels"]}
+    assert set(r["sla_verdicts"]) == set(r["chosen_paradigm"]) == set(levels) and len(levels) >= 3
+    for use_case, level in levels.items():
+        expected = {p: _sla_verdict(level, numbers[p]) for p in paradigms}
+        assert r["sla_verdicts"][use_case] == expected, (use_case, r["sla_verdicts"][use_case], expected)
+        # the cheapest paradigm (batch first, edge last) whose numbers meet the level
+        assert r["chosen_paradigm"][use_case] == next((p for p in paradigms if expected[p] == "meets"), None)
+        if level["max_freshness_s"] is not None and level["max_freshness_s"] < r["batch_schedule_s"]:
+            assert expected["batch"] == "misses", "a prediction made on a schedule is older than the schedule"
+    # the p99 SLA splits the paradigms (REST measured p99 22-90 ms and ONNX 0.2-0.3 ms against 250 ms; batch is a day old)
+    account_page = set(r["sla_verdicts"]["churn offer on the account page"].values())
+    assert {"meets", "misses"} <= account_page
+
+
+def _deployment_options_are_read_from_mlflow(r: dict[str, Any]) -> None:
+    assert r["deployment_options_found"] and all(r["deployment_options_found"].values())
+    assert "mlflow.pyfunc.spark_udf" in r["deployment_options_found"]
+    # targets from get_deploy_client's registry: SageMaker is built in, the rest come from entry points
+    assert "sagemaker" in r["deployment_targets"]
+    assert all(cls.endswith("DeploymentClient") for cls in r["deployment_targets"].values())
+    assert {"serve", "generate-dockerfile", "build-docker"} <= set(r["models_cli_commands"])
+    assert {"--model-uri", "--env-manager", "--host", "--port", "--workers"} == set(r["course_serve_flags"]) <= set(r["serve_options"])
+    server = r["scoring_server"]
+    assert server["runner"] == "uvicorn" and server["app class"] == "fastapi.applications.FastAPI"
+    assert server["command"].endswith("mlflow.pyfunc.scoring_server.app:app") and "--host 127.0.0.1" in server["command"]
+    assert server["routes"]["/invocations"] == ["POST"] and {"/ping", "/version"} <= set(server["routes"])
 
 
 def lab_batch_scoring(r: dict[str, Any]) -> None:
