@@ -269,8 +269,14 @@ def grade_submissions(submitted_dir: Path, notebooks_dir: Path, course_root: Pat
         raise CourseError(f"Each lab's notebook keeps its name (<lab>/<lab>.ipynb); rename: {misnamed}")
 
     course_root = Path(course_root)
+    if submitted_dir.resolve().is_relative_to(course_root.resolve()):
+        raise CourseError(
+            f"{submitted_dir} is inside nbgrader's course folder {course_root}, which grading empties first: "
+            "grade a copy of the submissions kept elsewhere"
+        )
     shutil.rmtree(course_root, ignore_errors=True)
     shutil.copytree(submitted_dir, course_root / "submitted")
+    _write_course_config(course_root)
     api = _nbgrader_api(course_root)
     labs = sorted({p.parent.name for p in submissions})
     _generate(api, course_root, [solutions[lab] for lab in labs])
@@ -285,25 +291,46 @@ def grade_submissions(submitted_dir: Path, notebooks_dir: Path, course_root: Pat
     with Gradebook(f"sqlite:///{course_root / 'gradebook.db'}") as gradebook:
         for submission in submissions:
             student, lab = submission.parent.parent.name, submission.parent.name
+            order = _check_order(solutions[lab])
             notebook = gradebook.find_submission_notebook(lab, lab, student)
-            for grade in sorted(notebook.grades, key=lambda g: g.cell.cell_index if hasattr(g.cell, "cell_index") else 0):
+            for grade in sorted(notebook.grades, key=lambda g: order.index(g.name) if g.name in order else len(order)):
                 score = grade.score if grade.score is not None else 0.0
                 grades.append(LabGrade(student, lab, grade.name, float(score), float(grade.max_score)))
     return grades
 
 
+def _check_order(solution: Path) -> list[str]:
+    """The grade ids of a lab's test cells, in notebook order."""
+    cells = nbformat.read(str(solution), as_version=4).cells
+    return [c.metadata["nbgrader"]["grade_id"] for c in cells if c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def _write_course_config(course_root: Path) -> None:
+    """An ``nbgrader_config.py``, so nbgrader's own commands and formgrader work on the same course folder."""
+    (course_root / "nbgrader_config.py").write_text(
+        "# Written by `course labs grade`: nbgrader's commands (generate_feedback, formgrader) run from here.\n"
+        "c = get_config()  # noqa: F821 (nbgrader provides it)\n"
+        f"c.CourseDirectory.root = {str(course_root)!r}\n"
+        f"c.Execute.timeout = {_CELL_TIMEOUT_S}\n"
+        "c.Execute.allow_errors = True\n",
+        encoding="utf-8",
+    )
+
+
 def grade_table(grades: list[LabGrade]) -> str:
     """A per-check score table (student, lab, check, points), with each student's total per lab."""
-    lines = [f"{'student':<12} {'lab':<32} {'check':<36} points"]
     totals: dict[tuple[str, str], list[float]] = {}
     for grade in grades:
-        lines.append(f"{grade.student:<12} {grade.lab:<32} {grade.check:<36} {grade.score:g}/{grade.max_score:g}")
         total = totals.setdefault((grade.student, grade.lab), [0.0, 0.0])
         total[0] += grade.score
         total[1] += grade.max_score
-    for (student, lab), (score, max_score) in totals.items():
-        lines.append(f"{student:<12} {lab:<32} {'TOTAL':<36} {score:g}/{max_score:g}")
-    return "\n".join(lines)
+    rows = [("student", "lab", "check", "points")]
+    rows += [(g.student, g.lab, g.check, f"{g.score:g}/{g.max_score:g}") for g in grades]
+    rows += [(student, lab, "TOTAL", f"{score:g}/{top:g}") for (student, lab), (score, top) in totals.items()]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    return "\n".join(
+        "  ".join(value.ljust(width) for value, width in zip(row[:3], widths)) + "  " + row[3] for row in rows
+    )
 
 
 def write_grades_json(grades: list[LabGrade], path: Path) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
 import shutil
 from pathlib import Path
@@ -167,3 +169,113 @@ def test_grade_table_lists_every_check_and_each_total() -> None:
     assert lines[1].split() == ["alice", "04_lab_x", "check_1_a", "1/1"]
     assert lines[2].split() == ["alice", "04_lab_x", "check_2_b", "0/1"]
     assert lines[3].split() == ["alice", "04_lab_x", "TOTAL", "1/2"]
+
+
+# --- every graded check fails on the untouched lab -----------------------------------------
+# A static proof for all seven labs, cheap enough for every run (tests/e2e/test_labs_grading.py
+# autogrades the 04 lab for real). A check fails on the untouched lab when it reads a name that
+# the untouched lab never defines, or one computed from such a name (the cell stops there).
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_STUB = "raise NotImplementedError("
+# Checks that read what an exercise writes outside Python: the Delta table of exercise 3, at
+# `predictions_path`, which the untouched lab never writes (its writer is the exercise's answer).
+_STATE_CHECKS = {"03_lab_batch_scoring": {"check_2_", "check_3_", "check_4_"}}
+
+
+def _scope_nodes(node: ast.AST):
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, _SCOPES):
+            yield from _scope_nodes(child)
+
+
+def _stored(statement: ast.stmt) -> set[str]:
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    names = set()
+    for node in _scope_nodes(statement):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+    return names
+
+
+def _loaded(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _bound_inside(node: ast.AST) -> set[str]:
+    """Arguments, comprehension variables and local assignments of nested scopes."""
+    return {n.arg for n in ast.walk(node) if isinstance(n, ast.arg)} | {
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+
+
+def _checks_failing_untouched(lab: nbformat.NotebookNode) -> dict[str, bool]:
+    """For each test cell: does it read a name the untouched lab leaves undefined or computes from one?"""
+    tainted: set[str] = set()
+    bound = set(dir(builtins))
+    verdicts = {}
+    for cell in lab.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        if _grading(cell).get("grade"):
+            undefined = _loaded(tree) - bound - _bound_inside(tree)
+            verdicts[_grading(cell)["grade_id"]] = bool(_loaded(tree) & tainted or undefined)
+            continue
+        stopped = False  # a statement raised: the rest of the cell does not run
+        for statement in tree.body:
+            names = _stored(statement)
+            source = ast.get_source_segment(cell.source, statement)
+            undefined = _loaded(statement) - bound - _bound_inside(statement) - names
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if _STUB in source or _loaded(statement) & tainted:
+                    tainted |= names  # defined, but raises when called
+            elif stopped or _STUB in source or _loaded(statement) & tainted or undefined:
+                tainted |= names
+                stopped = True
+            bound |= names
+    return verdicts
+
+
+@pytest.mark.parametrize("solution_path", SOLUTIONS, ids=lambda p: p.stem)
+def test_every_graded_check_fails_on_the_untouched_lab(solution_path: Path) -> None:
+    lab = nbformat.read(str(lab_path_for(solution_path)), as_version=4)
+    verdicts = _checks_failing_untouched(lab)
+    assert len(verdicts) == sum(1 for c in lab.cells if _grading(c).get("grade")) >= 5
+    state_checks = _STATE_CHECKS.get(solution_path.stem, set())
+    passing = [check for check, fails in verdicts.items() if not fails and not check.startswith(tuple(state_checks))]
+    assert not passing, f"these checks could pass on the untouched lab: {passing}"
+
+
+def test_the_static_proof_catches_a_check_that_passes_untouched() -> None:
+    lab = new_notebook(cells=[
+        new_code_cell("given = 1"),
+        new_code_cell("raise NotImplementedError('Exercise 1 · x is not done yet')\nanswer", metadata={"nbgrader": {"solution": True}}),
+        new_code_cell("derived = answer + 1", metadata={"nbgrader": {"locked": True}}),
+        new_code_cell("assert given == 1", metadata={"nbgrader": {"grade": True, "grade_id": "weak"}}),
+        new_code_cell("assert derived == 43", metadata={"nbgrader": {"grade": True, "grade_id": "real"}}),
+    ])
+    assert _checks_failing_untouched(lab) == {"weak": False, "real": True}
+
+
+def test_cli_labs_grade_needs_a_folder_and_the_others_take_none(capsys) -> None:
+    from course_utils.cli import main
+
+    assert main(["labs", "grade"]) == 2
+    assert "needs the submissions folder" in capsys.readouterr().err
+    assert main(["labs", "check", "submitted"]) == 2
+    assert "takes no folder" in capsys.readouterr().err
+
+
+def test_grade_refuses_submissions_inside_the_folder_it_empties(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    inside = course / "submitted" / "alice" / "04_lab_monitor_a_batch" / "04_lab_monitor_a_batch.ipynb"
+    inside.parent.mkdir(parents=True)
+    shutil.copyfile(SOLUTIONS[-1], inside)
+    with pytest.raises(CourseError, match="grading empties first"):
+        grade_submissions(course / "submitted", NOTEBOOKS, course)
+    assert inside.is_file(), "no submission is lost"
