@@ -78,6 +78,7 @@ DEFAULT_PERMISSIONS = ("NO_PERMISSIONS", "READ", "USE", "EDIT", "MANAGE")
 CONFIG_FILE = "basic_auth.ini"
 SECRETS_FILE = "credentials.json"
 AUTH_DATABASE = "basic_auth.db"
+AUTH_CACHE_TTL_S = 300
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
 
@@ -153,12 +154,19 @@ def _write_secrets(folder: Path, data: dict) -> None:
     _write_private(folder / SECRETS_FILE, json.dumps(data, indent=2, sort_keys=True))
 
 
-def write_auth_config(folder: Path, admin_password: str, default_permission: str = DEFAULT_PERMISSION) -> Path:
+def write_auth_config(
+    folder: Path, admin_password: str, default_permission: str = DEFAULT_PERMISSION, auth_cache_ttl_s: int = AUTH_CACHE_TTL_S
+) -> Path:
     """Write the basic-auth app's configuration (``MLFLOW_AUTH_CONFIG_PATH``) into ``folder``, mode 0600.
 
     It names the user database (``basic_auth.db`` in ``folder``), the admin user and the
     permission users get on resources nobody granted them anything on. MLflow reads
     ``admin_password`` only when it creates the admin, on the first start.
+
+    ``auth_cache_ttl_s``: how long the server remembers a verified (user, password). Without the
+    cache every request pays a deliberately slow password hash (~0.1-0.5 s); MLflow's caveat, a
+    stale entry on *other* workers after a password change, cannot arise with the one worker the
+    course runs. 0 switches it off.
     """
     if default_permission not in DEFAULT_PERMISSIONS:
         raise ValueError(f"default_permission={default_permission!r} is not one of {', '.join(DEFAULT_PERMISSIONS)}.")
@@ -170,6 +178,7 @@ def write_auth_config(folder: Path, admin_password: str, default_permission: str
         f"admin_username = {ADMIN}",
         f"admin_password = {admin_password}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        f"auth_cache_ttl_seconds = {int(auth_cache_ttl_s)}",
         "",
     ]))
     return path

@@ -1,4 +1,4 @@
-"""What the 01c/01d lessons and the two 01 labs must have recorded (see ``lesson.record`` in each)."""
+"""What the 01c/01d/01e lessons and the two 01 labs must have recorded (see ``lesson.record`` in each)."""
 
 import statistics
 from typing import Any
@@ -66,6 +66,36 @@ def autologging_and_tuning(r: dict[str, Any]) -> None:
     assert "minutes_watched_28d" not in r["permutation_top_features"]
 
 
+def access_control(r: dict[str, Any]) -> None:
+    denied = [403, "PERMISSION_DENIED"]
+    # Authentication: no credentials and a wrong password are both turned away (401); health stays open.
+    assert r["unauthenticated_status"] == 401 and r["health_status"] == 200
+    assert "HTTP 401" in r["wrong_password_error"] and "a-guessed-password" not in r["wrong_password_error"]
+    # The creator manages; another user has nothing (default NO_PERMISSIONS), reads nothing, grants himself nothing.
+    assert r["owner_permissions"] == {"alice": {"experiment": "MANAGE", "registered model": "MANAGE"},
+                                      "bob": {"experiment": "NO_PERMISSIONS", "registered model": "NO_PERMISSIONS"}}
+    assert len(r["bob_without_grant"]) == 5 and all(outcome == denied for outcome in r["bob_without_grant"].values())
+    assert "/team-alice/churn" not in r["bob_sees_in_search"]
+    assert r["bob_self_grant"] == denied
+    # READ: reads what Alice logged, still cannot write.
+    assert r["read_permissions"] == {"experiment": "READ", "registered model": "READ"}
+    assert r["bob_read_back"] == {"experiment": "/team-alice/churn", "run's val_roc_auc": 0.74, "model's description": "Alice's churn model"}
+    assert len(r["bob_with_read"]) == 3 and all(outcome == denied for outcome in r["bob_with_read"].values())
+    # EDIT: logs runs and edits the model; deleting still needs MANAGE; revoke takes it back.
+    assert r["edit_permissions"] == {"experiment": "EDIT", "registered model": "EDIT"}
+    assert r["runs_alice_sees"] == {"baseline": 0.74, "bob-deeper-trees": 0.76}
+    assert r["bob_run_user"] == "alice", "a run's user is the client's claim (Bob's client claimed alice)"
+    assert r["description_alice_sees"] == "Alice's churn model, reviewed by Bob"
+    assert r["bob_with_edit_delete"] == denied and r["bob_after_revoke"] == denied
+    # The default permission: MLflow ships READ; this server's applies once nothing is granted.
+    assert r["mlflow_default_permission"] == "READ" and r["bob_default_on_model"] == "NO_PERMISSIONS"
+    # The admin reads everything and alone manages users.
+    assert r["admin_reads"] == "/team-alice/churn" and r["alice_reads_user"] == denied
+    # Credentials: private files in the workspace, never in the recorded results.
+    assert r["credential_file_modes"] == {"credentials.json": "0o600", "basic_auth.ini": "0o600"}
+    assert r["credentials_in_workspace"] is True and r["passwords_in_results"] is False
+
+
 def lab_experiment_tracking(r: dict[str, Any]) -> None:
     assert r["grid_size"] == r["grid_runs_found"] == 6
     assert r["best_params"]["max_depth"] in {3, 5, 8} and r["best_params"]["n_estimators"] in {20, 60}
@@ -81,6 +111,7 @@ def lab_tuning(r: dict[str, Any]) -> None:
 EXPECTATIONS = {
     "01c_experiment_tracking": experiment_tracking,
     "01d_autologging_and_tuning": autologging_and_tuning,
+    "01e_access_control": access_control,
     "01_lab_experiment_tracking": lab_experiment_tracking,
     "01_lab_tuning": lab_tuning,
 }

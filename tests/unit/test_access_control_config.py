@@ -41,6 +41,7 @@ def test_auth_config_is_private_and_names_its_database(tmp_path) -> None:
     assert config["mlflow"]["default_permission"] == "NO_PERMISSIONS"
     assert config["mlflow"]["database_uri"] == f"sqlite:///{tmp_path.resolve() / 'basic_auth.db'}"
     assert config["mlflow"]["admin_username"] == "admin"
+    assert config["mlflow"]["auth_cache_ttl_seconds"] == "300", "one password hash per user, not one per request"
     # Rewriting an existing file (e.g. a group-readable one) makes it private again.
     os.chmod(path, 0o644)
     write_auth_config(tmp_path, "generated-admin-password")
