@@ -185,7 +185,7 @@ def cmd_labs(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "grade":
         if args.submissions is None:
             raise CourseError("`course labs grade` needs the submissions folder: <folder>/<student>/<lab>/<lab>.ipynb")
-        grades = grade_submissions(Path(args.submissions), settings.notebooks, settings.build / "nbgrader")
+        grades = grade_submissions(Path(args.submissions), settings)
         print(grade_table(grades))
         report = write_grades_json(grades, settings.build / "lab-grades.json")
         print(f"wrote {report.relative_to(settings.root)} (nbgrader's course folder: build/nbgrader)")

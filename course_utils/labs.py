@@ -40,6 +40,7 @@ from unittest import mock
 
 import nbformat
 
+from course_utils.config import Settings
 from course_utils.errors import CourseError
 
 __all__ = [
@@ -245,13 +246,20 @@ class LabGrade:
     max_score: float
 
 
-def grade_submissions(submitted_dir: Path, notebooks_dir: Path, course_root: Path) -> list[LabGrade]:
+def grade_submissions(submitted_dir: Path, settings: Settings, course_root: Path | None = None) -> list[LabGrade]:
     """Autograde ``submitted_dir/<student>/<lab>/<lab>.ipynb`` with nbgrader; every test cell's points.
 
-    ``course_root`` is nbgrader's course folder for this grading (emptied first): the gradebook,
-    the autograded copies and their logs stay there for formgrader or a closer look.
+    ``course_root`` (default ``build/nbgrader``) is nbgrader's course folder for this grading,
+    emptied first: the gradebook and the autograded copies stay there for formgrader or a closer
+    look. A server a submission started and did not stop (a model server of the 03 lab) is stopped
+    afterwards; the MLflow tracking server stays, as after any lesson.
     """
     from nbgrader.api import Gradebook
+
+    from course_utils.services import MLFLOW, status_all, stop
+
+    notebooks_dir = settings.notebooks
+    course_root = Path(course_root) if course_root is not None else settings.build / "nbgrader"
 
     submitted_dir = Path(submitted_dir)
     submissions = sorted(p for p in submitted_dir.glob("*/*/*.ipynb") if ".ipynb_checkpoints" not in p.parts)
@@ -268,7 +276,6 @@ def grade_submissions(submitted_dir: Path, notebooks_dir: Path, course_root: Pat
     if misnamed:
         raise CourseError(f"Each lab's notebook keeps its name (<lab>/<lab>.ipynb); rename: {misnamed}")
 
-    course_root = Path(course_root)
     if submitted_dir.resolve().is_relative_to(course_root.resolve()):
         raise CourseError(
             f"{submitted_dir} is inside nbgrader's course folder {course_root}, which grading empties first: "
@@ -280,12 +287,18 @@ def grade_submissions(submitted_dir: Path, notebooks_dir: Path, course_root: Pat
     api = _nbgrader_api(course_root)
     labs = sorted({p.parent.name for p in submissions})
     _generate(api, course_root, [solutions[lab] for lab in labs])
-    for submission in submissions:
-        student, lab = submission.parent.parent.name, submission.parent.name
-        with _venv_tools_on_path():
-            outcome = api.autograde(lab, student)
-        if not outcome["success"]:
-            raise CourseError(f"nbgrader autograde failed for {student}/{lab}:\n{outcome.get('log')}\n{outcome.get('error')}")
+    running_before = {service.name for service in status_all(settings) if service.running}
+    try:
+        for submission in submissions:
+            student, lab = submission.parent.parent.name, submission.parent.name
+            with _venv_tools_on_path():
+                outcome = api.autograde(lab, student)
+            if not outcome["success"]:
+                raise CourseError(f"nbgrader autograde failed for {student}/{lab}:\n{outcome.get('log')}\n{outcome.get('error')}")
+    finally:
+        for service in status_all(settings):
+            if service.running and service.name not in running_before and service.name != MLFLOW:
+                stop(service.name, settings)
 
     grades = []
     with Gradebook(f"sqlite:///{course_root / 'gradebook.db'}") as gradebook:

@@ -12,6 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from course_utils.config import load_settings
 from course_utils.errors import CourseError
 from course_utils.labs import (
     LabGrade,
@@ -152,12 +153,12 @@ def test_a_solution_cell_without_title_and_hints_is_refused(tmp_path: Path) -> N
 
 def test_grade_refuses_an_empty_or_misnamed_submissions_folder(tmp_path: Path) -> None:
     with pytest.raises(CourseError, match="No submissions under"):
-        grade_submissions(tmp_path, NOTEBOOKS, tmp_path / "course")
+        grade_submissions(tmp_path, load_settings(), tmp_path / "course")
     wrong = tmp_path / "alice" / "05_lab_nonexistent" / "05_lab_nonexistent.ipynb"
     wrong.parent.mkdir(parents=True)
     shutil.copyfile(SOLUTIONS[0], wrong)
     with pytest.raises(CourseError, match="unknown labs"):
-        grade_submissions(tmp_path, NOTEBOOKS, tmp_path / "course")
+        grade_submissions(tmp_path, load_settings(), tmp_path / "course")
 
 
 def test_grade_table_lists_every_check_and_each_total() -> None:
@@ -277,5 +278,5 @@ def test_grade_refuses_submissions_inside_the_folder_it_empties(tmp_path: Path) 
     inside.parent.mkdir(parents=True)
     shutil.copyfile(SOLUTIONS[-1], inside)
     with pytest.raises(CourseError, match="grading empties first"):
-        grade_submissions(course / "submitted", NOTEBOOKS, course)
+        grade_submissions(course / "submitted", load_settings(), course)
     assert inside.is_file(), "no submission is lost"
