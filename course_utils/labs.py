@@ -124,6 +124,7 @@ def _lab_hints_class() -> type:
                     continue
                 cells.append(cell)
             nb.cells = cells
+            nb.metadata["lab"] = True  # a generated lab (it opens with the note above, not its title)
             # Ids are positions, as the nbstripout filter writes them on commit: a fresh build
             # is byte-identical to the committed lab.
             for position, kept in enumerate(nb.cells):
