@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from course_utils.config import PROFILES, Settings, load_settings, loopback_proxy_bypass
 from course_utils.errors import CourseError
 from course_utils.timing import timed
-from course_utils.tracking import LESSON_TAG, delete_lesson_tracking
+from course_utils.tracking import delete_lesson_tracking, ensure_lesson_experiment
 from course_utils.workspace import claim_workspace
 
 if TYPE_CHECKING:
@@ -136,18 +136,7 @@ class Lesson:
             import mlflow
 
             mlflow.set_tracking_uri(self.tracking_uri)
-            client = mlflow.MlflowClient()
-            experiment = client.get_experiment_by_name(self.experiment_name)
-            if experiment is None:
-                experiment_id = client.create_experiment(
-                    self.experiment_name,
-                    artifact_location=f"mlflow-artifacts:/lessons/{self.name}",
-                    tags={LESSON_TAG: self.name},
-                )
-            else:
-                if experiment.lifecycle_stage == "deleted":
-                    client.restore_experiment(experiment.experiment_id)
-                experiment_id = experiment.experiment_id
+            experiment_id = ensure_lesson_experiment(mlflow.MlflowClient(), self.experiment_name, self.name)
             mlflow.set_experiment(experiment_id=experiment_id)
             self._experiment_id = experiment_id
         return self._experiment_id

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,17 @@ def skip_unused_request_header_providers() -> None:
         import mlflow.tracking.request_header.registry  # noqa: F401  (registers the providers now)
     finally:
         plugins.get_entry_points = load_all
+
+
+def ensure_lesson_experiment(client: MlflowClient, experiment_name: str, lesson_name: str) -> str:
+    """The id of the lesson's experiment: created with an explicit artifact location, or restored if deleted."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return client.create_experiment(experiment_name, artifact_location=f"mlflow-artifacts:/lessons/{lesson_name}",
+                                        tags={LESSON_TAG: lesson_name})
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
 
 
 def delete_lesson_tracking(tracking_uri: str, lesson_name: str, experiment_name: str) -> dict[str, int]:

@@ -43,8 +43,7 @@ def run_from_cli(args: argparse.Namespace, settings: Settings) -> int:
     try:
         results = run_pipeline(context, args.days, from_step=args.from_step, force=args.force, rest=not args.no_rest)
     finally:
-        if context._spark is not None:
-            context._spark.stop()
+        context.stop()
     ran = sum(not r.skipped for r in context.records)
     for result in results:
         print(f"day {result.day}: {result.status}, champion v{result.champion}, drift: {result.drifted_columns}, "

@@ -1,9 +1,10 @@
 """Where a pipeline keeps its state, and how a step is keyed, skipped or run.
 
 A :class:`PipelineContext` names one pipeline: its folder (landing files, Delta tables, stream
-checkpoints, Feast repository), its MLflow experiment and its registered model. The notebook,
-``course pipeline run`` and the MLflow Project entry points all build the same context, so they
-share the same state.
+checkpoints, Feast repository), its MLflow experiment and its registered model. It holds a
+:class:`~course_utils.lesson.Lesson` for the folder, Spark session and experiment, as every notebook
+does. The notebook, ``course pipeline run`` and the MLflow Project entry points all build the same
+context, so they share the same state.
 
 :func:`run_step` makes every step idempotent. A step's key is a hash of its name, its day, its
 inputs' Delta versions (or file digests), its parameters and the code version (a hash of this
@@ -29,13 +30,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from course_utils.config import Settings, load_settings
 from course_utils.errors import CourseError
+from course_utils.lesson import Lesson
 from course_utils.timing import timed
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from pyspark.sql import SparkSession
-
-    from course_utils.lesson import Lesson
 
 logger = logging.getLogger("course_utils.pipeline")
 
@@ -75,45 +75,57 @@ class StepRecord:
 
 @dataclass
 class PipelineContext:
-    """One pipeline's folder, Spark session, MLflow experiment and registered model."""
+    """One pipeline's lesson (folder, Spark session, MLflow experiment), registered model and step records."""
 
-    settings: Settings
-    name: str = LESSON_NAME
-    seed: int = 42
+    lesson: Lesson
     rows_per_day: int = PROFILE_ROWS["ci"]
     drift_day: int = 3
     force_steps: frozenset[str] = frozenset()
     only: tuple[str, int] | None = None  # (step, day): run just this step, everything before must be done
     records: list[StepRecord] = field(default_factory=list)
-    _spark: SparkSession | None = field(default=None, repr=False)
     _client: MlflowClient | None = field(default=None, repr=False)
-    _experiment_id: str | None = field(default=None, repr=False)
     _tracking_uri: str | None = field(default=None, repr=False)
+    _experiment_id: str | None = field(default=None, repr=False)
     _code_version: str | None = field(default=None, repr=False)
 
     # --- construction -----------------------------------------------------------------------
     @classmethod
     def from_lesson(cls, lesson: Lesson, **kwargs: Any) -> PipelineContext:
         """The notebook's pipeline: the lesson's folder, Spark session and experiment."""
-        context = cls(settings=lesson.settings, name=lesson.name, seed=lesson.seed,
-                      rows_per_day=PROFILE_ROWS[lesson.profile], **kwargs)
-        context._spark = lesson.spark
-        return context
+        return cls(lesson=lesson, rows_per_day=PROFILE_ROWS[lesson.profile], **kwargs)
 
     @classmethod
-    def headless(cls, name: str = LESSON_NAME, settings: Settings | None = None, **kwargs: Any) -> PipelineContext:
+    def headless(cls, name: str = LESSON_NAME, settings: Settings | None = None, seed: int = 42,
+                 **kwargs: Any) -> PipelineContext:
         """The same pipeline for ``course pipeline run`` and the MLflow Project entry points."""
         from course_utils.workspace import claim_workspace
 
         settings = settings or load_settings()
         check_name(name)
         claim_workspace(settings)
-        return cls(settings=settings, name=name, rows_per_day=PROFILE_ROWS[settings.profile], **kwargs)
+        lesson = Lesson(name=name, params={"seed": seed, "profile": settings.profile}, settings=settings)
+        return cls(lesson=lesson, rows_per_day=PROFILE_ROWS[settings.profile], **kwargs)
+
+    def stop(self) -> None:
+        """Stop the pipeline's Spark session (the tracking server keeps running)."""
+        self.lesson.stop()
 
     # --- places -----------------------------------------------------------------------------
     @property
+    def settings(self) -> Settings:
+        return self.lesson.settings
+
+    @property
+    def name(self) -> str:
+        return self.lesson.name
+
+    @property
+    def seed(self) -> int:
+        return self.lesson.seed
+
+    @property
     def dir(self) -> Path:
-        return self.settings.workspace / "lessons" / self.name
+        return self.lesson.dir
 
     @property
     def landing_dir(self) -> Path:
@@ -137,27 +149,17 @@ class PipelineContext:
 
     @property
     def experiment_name(self) -> str:
-        return f"/course/{self.name}"
+        return self.lesson.experiment_name
 
     # --- engines ----------------------------------------------------------------------------
     @property
     def spark(self) -> SparkSession:
-        if self._spark is None:
-            from course_utils.spark import get_spark
-
-            self._spark = get_spark(f"course-{self.name}", self.settings)
-        return self._spark
+        return self.lesson.spark
 
     @property
     def tracking_uri(self) -> str:
-        if self._tracking_uri is None:
-            from course_utils.services import check_tracking_server, ensure_tracking_server
-            from course_utils.tracking import skip_unused_request_header_providers
-
-            skip_unused_request_header_providers()
-            uri = ensure_tracking_server(self.settings)
-            check_tracking_server(uri)
-            self._tracking_uri = uri
+        if self._tracking_uri is None:  # checked once: every step asks for it
+            self._tracking_uri = self.lesson.tracking_uri
         return self._tracking_uri
 
     @property
@@ -170,18 +172,12 @@ class PipelineContext:
 
     @property
     def experiment_id(self) -> str:
+        # Not the lesson's: that one also makes it MLflow's active experiment, which would bind every
+        # later ``start_run`` in this process (another pipeline's included) to this experiment.
         if self._experiment_id is None:
-            from course_utils.tracking import LESSON_TAG
+            from course_utils.tracking import ensure_lesson_experiment
 
-            experiment = self.client.get_experiment_by_name(self.experiment_name)
-            if experiment is None:
-                self._experiment_id = self.client.create_experiment(
-                    self.experiment_name, artifact_location=f"mlflow-artifacts:/lessons/{self.name}",
-                    tags={LESSON_TAG: self.name})
-            else:
-                if experiment.lifecycle_stage == "deleted":
-                    self.client.restore_experiment(experiment.experiment_id)
-                self._experiment_id = experiment.experiment_id
+            self._experiment_id = ensure_lesson_experiment(self.client, self.experiment_name, self.name)
         return self._experiment_id
 
     @property

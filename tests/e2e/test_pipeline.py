@@ -119,8 +119,7 @@ def scenario(course_settings) -> Iterator[dict[str, Any]]:
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         yield {"a": a, "b": b, "a_two_days": state_after_two_days, "killed_log": killed,
                "rerun_log": rerun.stderr, "results": results}
-        if a._spark is not None:
-            a._spark.stop()
+        a.stop()
     print("\npipeline test phases (s):", {k: round(v, 1) for k, v in TIMES.items()})
 
 
