@@ -57,7 +57,6 @@ __all__ = [
 ]
 
 SOLUTION_ONLY_TAG = "solution-only"
-BUILD_COMMAND = ".venv/bin/course labs build"
 # nbgrader's code stub for a cleared answer; LabHints replaces it by the exercise's own message.
 _STUB_PLACEHOLDER = "raise NotImplementedError()  # course-lab-stub"
 _SOLUTIONS_DIR = "solutions"
