@@ -99,6 +99,22 @@ class Credentials:
         return {USERNAME_ENV: self.username, PASSWORD_ENV: self.password}
 
 
+def basic_auth_from_env(environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """The (username, password) MLflow's client sends, for a raw REST call: ``requests.post(..., auth=...)``.
+
+    None when ``MLFLOW_TRACKING_USERNAME`` is not set (the course's own server needs no credentials).
+
+    Example:
+        >>> basic_auth_from_env({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret"})
+        ('alice', 's3cret')
+        >>> basic_auth_from_env({}) is None
+        True
+    """
+    env = os.environ if environ is None else environ
+    username = env.get(USERNAME_ENV)
+    return (username, env.get(PASSWORD_ENV, "")) if username else None
+
+
 def http_status(error: BaseException) -> int | None:
     """The HTTP status MLflow's client raised ``error`` for (401, 403, ...), or None for other errors.
 

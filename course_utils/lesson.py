@@ -136,7 +136,8 @@ class Lesson:
             import mlflow
 
             mlflow.set_tracking_uri(self.tracking_uri)
-            experiment_id = ensure_lesson_experiment(mlflow.MlflowClient(), self.experiment_name, self.name)
+            experiment_id = ensure_lesson_experiment(mlflow.MlflowClient(), self.experiment_name, self.name,
+                                                     own_server=self.settings.uses_own_tracking_server)
             mlflow.set_experiment(experiment_id=experiment_id)
             self._experiment_id = experiment_id
         return self._experiment_id

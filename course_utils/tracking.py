@@ -42,12 +42,18 @@ def skip_unused_request_header_providers() -> None:
         plugins.get_entry_points = load_all
 
 
-def ensure_lesson_experiment(client: MlflowClient, experiment_name: str, lesson_name: str) -> str:
-    """The id of the lesson's experiment: created with an explicit artifact location, or restored if deleted."""
+def ensure_lesson_experiment(client: MlflowClient, experiment_name: str, lesson_name: str, own_server: bool = True) -> str:
+    """The id of the lesson's experiment: created if missing, restored if deleted.
+
+    On the course's own server its artifacts go to ``lessons/<lesson>`` (readable in the artifact
+    store). On any other server they go where that server puts them (``<experiment id>/...``):
+    MLflow's basic-auth app judges an artifact upload by the experiment id that starts its path,
+    and denies one it cannot find to everyone but the admin.
+    """
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        return client.create_experiment(experiment_name, artifact_location=f"mlflow-artifacts:/lessons/{lesson_name}",
-                                        tags={LESSON_TAG: lesson_name})
+        location = f"mlflow-artifacts:/lessons/{lesson_name}" if own_server else None
+        return client.create_experiment(experiment_name, artifact_location=location, tags={LESSON_TAG: lesson_name})
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id

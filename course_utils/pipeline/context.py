@@ -177,7 +177,8 @@ class PipelineContext:
         if self._experiment_id is None:
             from course_utils.tracking import ensure_lesson_experiment
 
-            self._experiment_id = ensure_lesson_experiment(self.client, self.experiment_name, self.name)
+            self._experiment_id = ensure_lesson_experiment(self.client, self.experiment_name, self.name,
+                                                           own_server=self.settings.uses_own_tracking_server)
         return self._experiment_id
 
     @property
