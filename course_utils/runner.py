@@ -50,7 +50,7 @@ class NotebookRun:
 
 
 def is_runnable_notebook(path: Path) -> bool:
-    """Lesson and solution notebooks run; generated labs (with FILL_IN gaps) and checkpoints do not."""
+    """Lesson and solution notebooks run; generated labs (their exercises stop with "not done yet") and checkpoints do not."""
     return path.suffix == ".ipynb" and "labs" not in path.parts and ".ipynb_checkpoints" not in path.parts
 
 
@@ -76,7 +76,7 @@ def collect_notebooks(paths: Iterable[Path], settings: Settings) -> list[Path]:
         if labs:
             raise NotebookPathError(
                 f"No runnable notebooks under {', '.join(map(str, given))}: labs are skipped on purpose, their "
-                "FILL_IN gaps are for you to complete. Run a lab by opening it in `course lab`, or run its worked "
+                "exercises are for you to complete. Run a lab by opening it in `course lab`, or run its worked "
                 "solution, e.g. `course run notebooks/01_experimentation/solutions`."
             )
         raise NotebookPathError(f"No runnable notebooks under {', '.join(map(str, given))}.")

@@ -75,6 +75,12 @@ def webhooks_and_promotion(r: dict[str, Any]) -> None:
     assert r["outage_delivery_s"] > 0
     assert r["champion_alias_dev"] == "2" and r["prod_champion_version"] == "1"
     assert r["promotion_identical"] is True and r["promotion_refused"] is True
+    # Prod runs the basic-auth app: only cicd (which created the prod model) writes there; alice,
+    # refused before any grant, reads the champion with READ and is refused moving the alias.
+    access = r["prod_access"]
+    assert access["alice_before_grant"] == access["alice_moves_alias"] == "403 PERMISSION_DENIED"
+    assert access["alice_sees_champion"] == r["prod_champion_version"]
+    assert access["permissions"] == {"cicd": "MANAGE", "alice": "READ"}
     assert r["central_copy_source"] == "models:/streamly-churn-02c/2"
     assert 0 < r["transit_median_s"] < 5 and r["latency_median_s"] > 0
 

@@ -170,7 +170,7 @@ def test_running_a_labs_folder_says_labs_are_skipped_and_how_to_run_one() -> Non
     with pytest.raises(NotebookPathError) as raised:
         collect_notebooks([labs], settings)
     assert str(raised.value) == (
-        f"No runnable notebooks under {labs}: labs are skipped on purpose, their FILL_IN gaps are for you to complete. "
+        f"No runnable notebooks under {labs}: labs are skipped on purpose, their exercises are for you to complete. "
         "Run a lab by opening it in `course lab`, or run its worked solution, e.g. "
         "`course run notebooks/01_experimentation/solutions`."
     )
