@@ -45,13 +45,16 @@ def jupyterlab_url(port: int, token: str) -> str:
 
 
 def start_jupyterlab(settings: Settings, port: int, tracking_uri: str) -> str:
-    """Start JupyterLab (no-op when it already runs) and return the URL to open, token included."""
+    """Start JupyterLab (no-op when it already runs) and return the URL to open, token included.
+
+    A JupyterLab that already runs keeps its port and token: the URL is the one recorded when it started.
+    """
     from course_utils.services import start_process
 
     token = os.environ.get("JUPYTER_TOKEN") or os.urandom(16).hex()
     url = jupyterlab_url(port, token)
     # The token goes through the environment (Jupyter reads JUPYTER_TOKEN), not the command line `ps` shows.
-    start_process(JUPYTERLAB, jupyterlab_command(settings, port), port, url, settings,
-                  env={"MLFLOW_TRACKING_URI": tracking_uri, "JUPYTER_TOKEN": token},
-                  port_setting=f"`course lab --port {port + 1}`")
-    return url
+    state = start_process(JUPYTERLAB, jupyterlab_command(settings, port), port, url, settings,
+                          env={"MLFLOW_TRACKING_URI": tracking_uri, "JUPYTER_TOKEN": token},
+                          port_setting=f"`course lab --port {port + 1}`")
+    return state.url or url

@@ -72,11 +72,17 @@ def browser(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def lab_urls(tmp_path_factory: pytest.TempPathFactory, course_settings) -> Iterator[tuple[str, str]]:
-    """`course lab` in a fresh workspace, with a home of its own (no JupyterLab settings from the machine's user)."""
+def lab_env(tmp_path_factory: pytest.TempPathFactory, course_settings) -> dict[str, str]:
+    """A fresh workspace and a home of its own (no JupyterLab settings from the machine's user)."""
     home = tmp_path_factory.mktemp("home")
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-           "COURSE_WORKSPACE": str(tmp_path_factory.mktemp("lab-workspace")), "COURSE_MLFLOW_PORT": str(free_port())}
+    return {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+            "COURSE_WORKSPACE": str(tmp_path_factory.mktemp("lab-workspace")), "COURSE_MLFLOW_PORT": str(free_port())}
+
+
+@pytest.fixture(scope="module")
+def lab_urls(lab_env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """`course lab` in that workspace: the MLflow UI and JupyterLab addresses it prints."""
+    env = lab_env
     command = [sys.executable, "-m", "course_utils.cli"]
     started = subprocess.run([*command, "lab"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     try:
@@ -142,6 +148,15 @@ def test_the_mlflow_link_lands_on_the_course_experiments_in_the_model_training_v
     sidebar_links = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "nav a")]
     assert "Model registry" in sidebar_links and "Prompts" not in sidebar_links, sidebar_links
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-ui.png"))
+
+
+def test_a_second_course_lab_prints_the_running_labs_address(lab_env, lab_urls) -> None:
+    """`course lab` again reuses the running JupyterLab: it prints that one's port and token, not a new pair."""
+    _, lab_url = lab_urls
+    again = subprocess.run([sys.executable, "-m", "course_utils.cli", "lab"], capture_output=True, text=True,
+                           env=lab_env, cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"JupyterLab:\s+(\S+)", again.stdout).group(1) == lab_url
 
 
 def test_lab_keeps_its_token_off_command_lines_and_listens_on_loopback_only(lab_urls) -> None:
