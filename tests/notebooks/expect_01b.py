@@ -19,10 +19,10 @@ def feature_store(r: dict[str, Any]) -> None:
     assert auc["pit_later"] > auc["naive_later"], "on later months, the point-in-time model is the better one"
     assert 0.5 < r["holdout_auc"] <= 1.0 and abs(r["holdout_auc"] - auc["pit_later"]) < 1e-9
 
-    # Online store: same values as the offline table, unknown keys reported, lookups timed.
+    # Online store: same values as the offline table, unknown keys reported. The lookup latency is
+    # shown as an illustration (its histogram), not claimed, so nothing is asserted on it.
     assert r["online_matches_offline"] is True and r["online_sample_size"] == 5
     assert r["unknown_keys_reported"] == 2
-    assert r["latency_ms"]["n"] > 0 and 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p95"]
 
     # Versioning and lineage: the run names the Delta version the training set came from.
     assert r["delta_versions"] == [0, 1, 2]

@@ -72,7 +72,9 @@ def webhooks_and_promotion(r: dict[str, Any]) -> None:
     assert r["verified_deliveries"] >= 9
     assert {"model_version.created", "model_version_alias.created"} <= set(r["verified_events"])
     assert r["short_outage_delivered"] is True and r["lost_deliveries"] == 0
-    assert r["outage_delivery_s"] > 0
+    # The short outage's delivery waited for MLflow's retries (back-off 2, 4, 8 s): measured 2.6 s against a
+    # normal delivery's 24 ms median end to end; a delivery that did not wait would be near the median.
+    assert r["outage_delivery_s"] >= 10 * r["latency_median_s"]
     assert r["champion_alias_dev"] == "2" and r["prod_champion_version"] == "1"
     assert r["promotion_identical"] is True and r["promotion_refused"] is True
     # Prod runs the basic-auth app: only cicd (which created the prod model) writes there; alice,
@@ -82,7 +84,7 @@ def webhooks_and_promotion(r: dict[str, Any]) -> None:
     assert access["alice_sees_champion"] == r["prod_champion_version"]
     assert access["permissions"] == {"cicd": "MANAGE", "alice": "READ"}
     assert r["central_copy_source"] == "models:/streamly-churn-02c/2"
-    assert 0 < r["transit_median_s"] < 5 and r["latency_median_s"] > 0
+    assert 0 < r["transit_median_s"] < 5
 
 
 def lab_custom_pyfunc(r: dict[str, Any]) -> None:
