@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 
 from course_utils.config import LOOPBACK, Settings, redact_uri
 from course_utils.errors import CourseError
-from course_utils.workspace import claim_workspace
+from course_utils.workspace import claim_workspace, write_private
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -144,16 +144,6 @@ def require_auth_app() -> None:
                                  "./setup.sh (or `.venv/bin/pip install -r requirements.lock`).")
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` readable by the owner only (0600), atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a file that already existed
-    tmp.replace(path)
-
-
 def _read_secrets(folder: Path) -> dict:
     path = folder / SECRETS_FILE
     try:
@@ -167,7 +157,7 @@ def _read_secrets(folder: Path) -> dict:
 
 
 def _write_secrets(folder: Path, data: dict) -> None:
-    _write_private(folder / SECRETS_FILE, json.dumps(data, indent=2, sort_keys=True))
+    write_private(folder / SECRETS_FILE, json.dumps(data, indent=2, sort_keys=True))
 
 
 def write_auth_config(
@@ -187,7 +177,7 @@ def write_auth_config(
     if default_permission not in DEFAULT_PERMISSIONS:
         raise ValueError(f"default_permission={default_permission!r} is not one of {', '.join(DEFAULT_PERMISSIONS)}.")
     path = Path(folder) / CONFIG_FILE
-    _write_private(path, "\n".join([
+    write_private(path, "\n".join([
         "[mlflow]",
         f"default_permission = {default_permission}",
         f"database_uri = sqlite:///{Path(folder).resolve() / AUTH_DATABASE}",

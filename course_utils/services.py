@@ -38,7 +38,7 @@ from course_utils.config import LOOPBACK, Settings, load_settings, loopback_prox
 from course_utils.errors import CourseError
 from course_utils.ports import PortInUseError, is_port_free, wait_until_listening
 from course_utils.timing import timed
-from course_utils.workspace import claim_workspace
+from course_utils.workspace import claim_workspace, write_private
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +97,7 @@ def _read_record(settings: Settings, name: str) -> dict | None:
 
 def _write_record(settings: Settings, name: str, record: dict) -> None:
     """Write the pid file readable by the owner only (it names URLs, logs and command lines)."""
-    path = _pid_file(settings, name)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2)
-    tmp.replace(path)
+    write_private(_pid_file(settings, name), json.dumps(record, indent=2))
 
 
 def _owned_process(record: dict | None) -> psutil.Process | None:

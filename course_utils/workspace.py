@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,16 @@ WORKSPACE_ENTRIES = ("run", "mlflow", "results", "lessons", "shared", "derby", "
 
 class WorkspaceError(CourseError, RuntimeError):
     """The workspace folder is not the course's to write into or reset."""
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by the owner only (0600), atomically: a reader sees the old or the new file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+    tmp.replace(path)
 
 
 def claim_workspace(settings: Settings) -> Path:
